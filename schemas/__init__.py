@@ -1,0 +1,1 @@
+"""Warren's wire contract: envelope, subjects, errors, encoding and LXD REST shapes."""

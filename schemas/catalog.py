@@ -1,0 +1,78 @@
+"""Commands and queries of the catalog (projects and profiles), owned by the instance service.
+
+``RequestMeta.project`` carries the ``?project=`` of the HTTP request; ``RequestMeta.if_match``
+the ``If-Match`` header. Results are LXD shapes (``schemas.lxd.catalog``) as plain dicts; a
+single-object result is ``{"object": {...}, "etag": "..."}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from schemas.lxd.catalog import ProfilePut, ProfilesPost, ProjectPut, ProjectsPost
+
+
+class ByName(BaseModel):
+    """Address one object by its name (in the request's project)."""
+
+    name: str
+
+
+class ListQuery(BaseModel):
+    """``recursion`` 0 gives names, 1 gives objects."""
+
+    recursion: int = 0
+
+
+class CreateProfile(ProfilesPost):
+    pass
+
+
+class UpdateProfile(ProfilePut):
+    """PUT replaces the writable fields; PATCH merges only the fields present in ``fields``."""
+
+    name: str
+    mode: Literal["put", "patch"] = "put"
+    fields: list[str] = Field(default_factory=list)
+
+
+class RenameObject(BaseModel):
+    name: str
+    new_name: str
+
+
+class CreateProject(ProjectsPost):
+    pass
+
+
+class UpdateProject(ProjectPut):
+    name: str
+    mode: Literal["put", "patch"] = "put"
+    fields: list[str] = Field(default_factory=list)
+
+
+class HistoryQuery(BaseModel):
+    """The history of one object, and optionally its state at a point in the log.
+
+    ``kind`` is the aggregate (``profile``, ``project``); ``name`` its current or former name
+    in the request's project. ``at_seq`` / ``at_time`` (RFC 3339) ask for the object as it was.
+    """
+
+    kind: str
+    name: str
+    at_seq: int | None = None
+    at_time: str | None = None
+
+
+class HistoryEntry(BaseModel):
+    """One event of an object's history, as the API shows it."""
+
+    seq: int
+    type: str
+    occurred_at: str
+    requestor: str
+    correlation_id: str | None = None
+    version: int
+    payload: dict[str, Any] = Field(default_factory=dict)

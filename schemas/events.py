@@ -1,0 +1,92 @@
+"""Versioned event payloads and the upcasting hook.
+
+A published event is never edited in place. When a payload's shape changes, bump its
+``schema_version`` and register an upcaster that lifts the old shape to the new one; readers
+always see the newest shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from schemas.envelope import Event
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+CURRENT_VERSION: dict[str, int] = {}
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def register(event_type: str, version: int = 1) -> None:
+    """Declare the current schema version of an event type."""
+    CURRENT_VERSION[event_type] = version
+
+
+def upcaster(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register a function lifting ``event_type`` payloads from ``from_version`` to the next."""
+
+    def wrap(fn: Upcaster) -> Upcaster:
+        _UPCASTERS[(event_type, from_version)] = fn
+        return fn
+
+    return wrap
+
+
+def upcast(event: Event) -> Event:
+    """Bring an event's payload up to the current schema version of its type."""
+    target = CURRENT_VERSION.get(event.type, event.schema_version)
+    if event.schema_version >= target:
+        return event
+    payload, version = event.payload, event.schema_version
+    while version < target:
+        step = _UPCASTERS.get((event.type, version))
+        if step is None:
+            raise ValueError(f"no upcaster for {event.type} v{version}")
+        payload, version = step(payload), version + 1
+    return event.model_copy(update={"payload": payload, "schema_version": version})
+
+
+# Event types of the catalog (projects and profiles), reusing LXD lifecycle action names.
+PROJECT_CREATED = "project-created"
+PROJECT_UPDATED = "project-updated"
+PROJECT_RENAMED = "project-renamed"
+PROJECT_DELETED = "project-deleted"
+PROFILE_CREATED = "profile-created"
+PROFILE_UPDATED = "profile-updated"
+PROFILE_RENAMED = "profile-renamed"
+PROFILE_DELETED = "profile-deleted"
+NAME_CLAIMED = "name-claimed"
+NAME_RELEASED = "name-released"
+OPERATION_CREATED = "operation-created"
+OPERATION_UPDATED = "operation-updated"
+OPERATION_CANCEL_REQUESTED = "operation-cancel-requested"
+
+for _type in (
+    PROJECT_CREATED,
+    PROJECT_UPDATED,
+    PROJECT_RENAMED,
+    PROJECT_DELETED,
+    PROFILE_CREATED,
+    PROFILE_UPDATED,
+    PROFILE_RENAMED,
+    PROFILE_DELETED,
+    NAME_CLAIMED,
+    NAME_RELEASED,
+    OPERATION_CREATED,
+    OPERATION_UPDATED,
+    OPERATION_CANCEL_REQUESTED,
+):
+    register(_type)
+
+# Events that become LXD lifecycle events on /1.0/events; value = LXD source path template.
+LIFECYCLE_SOURCES: dict[str, str] = {
+    PROJECT_CREATED: "/1.0/projects/{name}",
+    PROJECT_UPDATED: "/1.0/projects/{name}",
+    PROJECT_RENAMED: "/1.0/projects/{name}",
+    PROJECT_DELETED: "/1.0/projects/{name}",
+    PROFILE_CREATED: "/1.0/profiles/{name}",
+    PROFILE_UPDATED: "/1.0/profiles/{name}",
+    PROFILE_RENAMED: "/1.0/profiles/{name}",
+    PROFILE_DELETED: "/1.0/profiles/{name}",
+}

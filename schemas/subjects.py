@@ -1,0 +1,85 @@
+"""Every NATS subject Warren uses is spelled here and nowhere else.
+
+Commands and queries are core NATS request/reply; events live in the JetStream stream
+``EVENTS``; exec/console bytes use ``io.<operation>.<fd>``.
+"""
+
+from __future__ import annotations
+
+import re
+
+EVENTS_STREAM = "EVENTS"
+EVENTS_PREFIX = "events"
+ALL_EVENTS = "events.>"
+OPERATION_AGGREGATE = "operation"
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _token(value: str) -> str:
+    """A single subject token: refuse dots, spaces and wildcards so nothing can escape its slot."""
+    if not _TOKEN.match(value):
+        raise ValueError(f"invalid subject token {value!r}")
+    return value
+
+
+def command(service: str, verb: str, node: str | None = None) -> str:
+    """Subject of a command: ``<service>.<verb>`` or, node-scoped, ``<service>.<node>.<verb>``."""
+    if node is None:
+        return f"{_token(service)}.{_token(verb)}"
+    return f"{_token(service)}.{_token(node)}.{_token(verb)}"
+
+
+def query(service: str, verb: str) -> str:
+    """Subject of a query (served from projections, never appends)."""
+    return f"{_token(service)}.{_token(verb)}"
+
+
+def event(aggregate: str, aggregate_id: str) -> str:
+    """Subject holding one aggregate's events: ``events.<aggregate>.<aggregate_id>``."""
+    return f"{EVENTS_PREFIX}.{_token(aggregate)}.{_token(aggregate_id)}"
+
+
+def aggregate_events(aggregate: str) -> str:
+    """Wildcard over every instance of one aggregate type."""
+    return f"{EVENTS_PREFIX}.{_token(aggregate)}.*"
+
+
+def operation(operation_id: str) -> str:
+    """Subject of an LXD operation's events."""
+    return event(OPERATION_AGGREGATE, operation_id)
+
+
+def io(operation_id: str, fd: str) -> str:
+    """Core NATS subject carrying the bytes of one exec/console file descriptor."""
+    return f"io.{_token(operation_id)}.{_token(fd)}"
+
+
+def operation_cancel(operation_id: str) -> str:
+    """Request sent to whichever service runs an operation, asking it to cancel."""
+    return f"cancel.{_token(operation_id)}"
+
+
+def parse_event(subject: str) -> tuple[str, str]:
+    """Split ``events.<aggregate>.<id>`` into ``(aggregate, id)``."""
+    prefix, aggregate, aggregate_id = subject.split(".", 2)
+    if prefix != EVENTS_PREFIX:
+        raise ValueError(f"not an event subject: {subject}")
+    return aggregate, aggregate_id
+
+
+# The instance service owns projects and profiles (they shape instances).
+INSTANCE = "instance"
+PROJECTS_CREATE = command(INSTANCE, "project-create")
+PROJECTS_UPDATE = command(INSTANCE, "project-update")
+PROJECTS_RENAME = command(INSTANCE, "project-rename")
+PROJECTS_DELETE = command(INSTANCE, "project-delete")
+PROJECTS_LIST = query(INSTANCE, "project-list")
+PROJECTS_GET = query(INSTANCE, "project-get")
+PROFILES_CREATE = command(INSTANCE, "profile-create")
+PROFILES_UPDATE = command(INSTANCE, "profile-update")
+PROFILES_RENAME = command(INSTANCE, "profile-rename")
+PROFILES_DELETE = command(INSTANCE, "profile-delete")
+PROFILES_LIST = query(INSTANCE, "profile-list")
+PROFILES_GET = query(INSTANCE, "profile-get")
+HISTORY = query(INSTANCE, "history")

@@ -1,0 +1,1 @@
+"""Runtime plumbing written once and shared by every service."""
