@@ -32,7 +32,7 @@ class WarrenError(Exception):
         super().__init__(message)
         self.message = message
         if code is not None:
-            self.code = ErrorCode(code)
+            self.code = _known(int(code))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code.value}, {self.message!r})"
@@ -60,6 +60,14 @@ class PreconditionFailed(WarrenError):
 
 class Unavailable(WarrenError):
     code = ErrorCode.UNAVAILABLE
+
+
+def _known(code: int) -> ErrorCode:
+    """The code itself if Warren knows it, else the generic one of its class (4xx or 5xx)."""
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return ErrorCode.BAD_REQUEST if 400 <= code < 500 else ErrorCode.INTERNAL
 
 
 _BY_CODE: dict[int, type[WarrenError]] = {

@@ -7,6 +7,7 @@ always see the newest shape.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +39,8 @@ def upcast(event: Event) -> Event:
     target = CURRENT_VERSION.get(event.type, event.schema_version)
     if event.schema_version >= target:
         return event
-    payload, version = event.payload, event.schema_version
+    # Upcasters get a copy: the stored event is never edited in place.
+    payload, version = copy.deepcopy(event.payload), event.schema_version
     while version < target:
         step = _UPCASTERS.get((event.type, version))
         if step is None:
