@@ -59,6 +59,7 @@ class ReactionRunner:
         self.reaction = reaction
         self.durable = f"{durable_prefix}-{reaction.name}"
         self._task: asyncio.Task[None] | None = None
+        self._sub: Any = None
         self.handled = 0
 
     async def start(self) -> None:
@@ -82,6 +83,12 @@ class ReactionRunner:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception as exc:  # connection already gone
+                log.debug("unsubscribe failed: %s", exc)
+            self._sub = None
 
     async def _loop(self) -> None:
         while True:
