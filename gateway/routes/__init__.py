@@ -1,0 +1,1 @@
+"""One module per LXD resource family; each exposes ``routes`` and ``EXTENSIONS``."""

@@ -1,0 +1,145 @@
+"""``/1.0/projects``: LXD projects, owned by the instance service.
+
+Renaming a project is asynchronous in LXD (202 + operation) and the ``lxc`` client waits on
+that operation, so the rename answers with one: the operation the service recorded in the log
+if it returns one, else a finished operation describing the rename it just completed.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway import context, responses
+from gateway.crud import Family
+from gateway.hub import timestamp
+from gateway.state import state
+from schemas import subjects
+from schemas.catalog import ByName, CreateProject, RenameObject, UpdateProject
+from schemas.lxd.catalog import RenamePost
+from schemas.lxd.event import Event
+from schemas.lxd.operation import STATUS_TEXT, Operation, StatusCode
+
+EXTENSIONS: tuple[str, ...] = ("projects", "project_usage")
+
+PROJECTS = Family(
+    collection="projects",
+    create_subject=subjects.PROJECTS_CREATE,
+    update_subject=subjects.PROJECTS_UPDATE,
+    rename_subject=subjects.PROJECTS_RENAME,
+    delete_subject=subjects.PROJECTS_DELETE,
+    list_subject=subjects.PROJECTS_LIST,
+    get_subject=subjects.PROJECTS_GET,
+    create_model=CreateProject,
+    update_model=UpdateProject,
+    writable=("description", "config"),
+    project_scoped=False,
+)
+
+routes = PROJECTS.routes(rename=False)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+@routes.post("/1.0/projects/{name}")
+async def rename(request: web.Request) -> web.Response:
+    st = state(request)
+    op_id = str(uuid.uuid4())
+    meta = PROJECTS.meta(request, correlation_id=op_id)
+    post, _ = await context.body(request, RenamePost)
+    body = RenameObject(name=request.match_info["name"], new_name=post.name)
+    reply = await st.bus.request_reply(subjects.PROJECTS_RENAME, body.model_dump(), meta)
+    result = reply.unwrap()
+    if isinstance(result, dict) and isinstance(result.get("operation"), dict):
+        # The service recorded the operation: answer once this replica has read it.
+        await st.reader.wait_for(reply.seq)
+        return responses.operation(result["operation"])
+    stamp = _now()
+    op = Operation(
+        id=op_id,
+        class_="task",
+        description="Renaming project",
+        created_at=stamp,
+        updated_at=stamp,
+        status=STATUS_TEXT[StatusCode.SUCCESS],
+        status_code=StatusCode.SUCCESS,
+        resources={"projects": [context.url("projects", post.name)]},
+    ).to_lxd()
+    st.operations.remember_local(op, project=post.name)
+    st.hub.publish(Event(type="operation", timestamp=timestamp(), metadata=op, project=post.name))
+    return responses.operation(op)
+
+
+# LXD's project state reports these resources, each with a limit (-1: none) and a usage.
+_RESOURCES = (
+    "containers",
+    "cpu",
+    "disk",
+    "instances",
+    "memory",
+    "networks",
+    "processes",
+    "virtual-machines",
+)
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "kB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "PB": 10**15,
+    "EB": 10**18,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+    "PiB": 2**50,
+    "EiB": 2**60,
+}
+_SIZE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
+
+
+def parse_limit(value: str | None) -> int:
+    """A ``limits.*`` value as a number (sizes in bytes); -1 when unset or unparsable."""
+    if not value:
+        return -1
+    match = _SIZE.match(value)
+    if match is None or match.group(2) not in _UNITS:
+        return -1
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def project_state(project: dict[str, Any]) -> dict[str, Any]:
+    """Limits from the project's ``limits.*`` config; usage counted from what uses it."""
+    config = project.get("config") or {}
+    used_by = [u.split("?", 1)[0] for u in project.get("used_by") or []]
+    instances = sum(1 for u in used_by if u.startswith(("/1.0/instances/", "/1.0/containers/")))
+    vms = sum(1 for u in used_by if u.startswith("/1.0/virtual-machines/"))
+    networks = sum(1 for u in used_by if u.startswith("/1.0/networks/"))
+    usage = {
+        "containers": instances,
+        "instances": instances + vms,
+        "virtual-machines": vms,
+        "networks": networks,
+    }
+    return {
+        "resources": {
+            name: {"Limit": parse_limit(config.get(f"limits.{name}")), "Usage": usage.get(name, 0)}
+            for name in _RESOURCES
+        }
+    }
+
+
+@routes.get("/1.0/projects/{name}/state")
+async def state_get(request: web.Request) -> web.Response:
+    meta = PROJECTS.meta(request)
+    body = ByName(name=request.match_info["name"])
+    result = await state(request).bus.request(subjects.PROJECTS_GET, body.model_dump(), meta)
+    return responses.sync(project_state(result["object"]))
