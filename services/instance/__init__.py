@@ -1,0 +1,1 @@
+"""The instance service: instances (later), and the catalog of projects and profiles."""

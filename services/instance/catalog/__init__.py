@@ -1,0 +1,1 @@
+"""Projects and profiles: pure aggregates, their projection, and the bus endpoints."""

@@ -1,0 +1,125 @@
+"""``warren_history``: every event of one object, and the object as it was at a point.
+
+The object is found by its current name first, else by the latest object (deleted or
+renamed away) that carried the name. Its events come from the log itself, and the state as of
+``at_seq``/``at_time`` is the fold of the events up to that point with the aggregate's own
+``evolve``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas import subjects
+from schemas.catalog import HistoryEntry, HistoryQuery
+from schemas.envelope import StoredEvent
+from schemas.errors import BadRequest, NotFound
+from schemas.messages import RequestMeta
+from services.common.endpoints import EndpointGroup
+from services.instance.catalog import profile as profile_agg
+from services.instance.catalog import project as project_agg
+from services.instance.catalog.context import Catalog
+from services.instance.catalog.meta import PROFILE, PROJECT
+from services.instance.catalog.state import ProfileState, ProjectState, profile_dict, project_dict
+
+KINDS = (PROFILE, PROJECT)
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 timestamp (a naive one is taken as UTC)."""
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError as exc:
+        raise BadRequest(f"Invalid time {value!r}: expected RFC 3339") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def entry(stored: StoredEvent) -> dict[str, Any]:
+    """One event as the history API shows it."""
+    e = stored.event
+    return HistoryEntry(
+        seq=stored.seq,
+        type=e.type,
+        occurred_at=e.occurred_at.isoformat().replace("+00:00", "Z"),
+        requestor=e.requestor,
+        correlation_id=e.correlation_id,
+        version=e.version,
+        payload=e.payload,
+    ).model_dump()
+
+
+def state_at(
+    kind: str, stored: list[StoredEvent], at_seq: int | None, at_time: datetime | None
+) -> ProfileState | ProjectState | None:
+    """Fold the events up to the given point (all of them without one)."""
+    state: Any = None
+    evolve = profile_agg.evolve if kind == PROFILE else project_agg.evolve
+    for item in stored:
+        if at_seq is not None and item.seq > at_seq:
+            break
+        if at_time is not None and item.event.occurred_at > at_time:
+            break
+        state = evolve(state, item.event)
+    return None if state is None or state.deleted else state
+
+
+class HistoryHandler:
+    """Serves :data:`subjects.HISTORY` for the catalog's kinds."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.c = catalog
+
+    def register(self, group: EndpointGroup) -> None:
+        group.add(subjects.HISTORY, HistoryQuery, self.history)
+
+    def _resolve(self, kind: str, name: str, project: str) -> str:
+        p = self.c.projection
+        if kind == PROJECT:
+            live = p.project(name)
+            found = live.id if live else p.former_holder(PROJECT, "", name)
+            if found is None:
+                raise NotFound("Project not found")
+            return found
+        home = p.profile_home(self.c.project_or_404(project))
+        live_profile = p.profile(home.id, name)
+        found = live_profile.id if live_profile else p.former_holder(PROFILE, home.id, name)
+        if found is None:
+            raise NotFound("Profile not found")
+        return found
+
+    async def history(self, body: HistoryQuery, meta: RequestMeta) -> tuple[Any, int]:
+        if body.kind not in KINDS:
+            raise BadRequest(f"Unknown kind {body.kind!r} (expected one of {', '.join(KINDS)})")
+        at_time = parse_time(body.at_time) if body.at_time else None
+        seq = await self.c.fresh()
+        object_id = self._resolve(body.kind, body.name, meta.project)
+        stored = await self.c.store.load(subjects.event(body.kind, object_id))
+        if body.at_seq is None and at_time is None:
+            state: Any = self._current(body.kind, object_id)
+        else:
+            state = self._view(state_at(body.kind, stored, body.at_seq, at_time))
+        result = {
+            "object_id": object_id,
+            "kind": body.kind,
+            "events": [entry(s) for s in stored],
+            "state": state,
+        }
+        return result, seq
+
+    def _current(self, kind: str, object_id: str) -> dict[str, Any] | None:
+        p = self.c.projection
+        if kind == PROJECT:
+            project = p.project_by_id(object_id)
+            return p.project_view(project) if project else None
+        profile = p.profiles.get(object_id)
+        return p.profile_view(profile) if profile and not profile.deleted else None
+
+    @staticmethod
+    def _view(state: ProfileState | ProjectState | None) -> dict[str, Any] | None:
+        # A past state's used_by is not kept in the log of the object itself: shown empty.
+        if isinstance(state, ProfileState):
+            return profile_dict(state, [])
+        if isinstance(state, ProjectState):
+            return project_dict(state, [])
+        return None

@@ -1,0 +1,182 @@
+"""Bus endpoints of ``/1.0/profiles``: each command is barrier -> decide -> append.
+
+A request's project without ``features.profiles`` uses the default project's profiles, as
+in LXD. Names are claimed through the log (:class:`NameRegistry`) so two creators racing for
+one name cannot both win, even on two replicas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from schemas import catalog as wire
+from schemas import subjects
+from schemas.envelope import Event
+from schemas.errors import NotFound
+from schemas.messages import RequestMeta
+from services.common.aggregate import decide_and_append
+from services.common.endpoints import EndpointGroup
+from services.common.revert import Reverter
+from services.instance.catalog import profile as agg
+from services.instance.catalog.context import Catalog
+from services.instance.catalog.meta import new_id as new_aggregate_id
+from services.instance.catalog.state import ProfileState, ProjectState
+
+
+class ProfileHandlers:
+    """The profile endpoints of one service process."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.c = catalog
+
+    def register(self, group: EndpointGroup) -> None:
+        group.add(subjects.PROFILES_LIST, wire.ListQuery, self.list)
+        group.add(subjects.PROFILES_GET, wire.ByName, self.get)
+        group.add(subjects.PROFILES_CREATE, wire.CreateProfile, self.create)
+        group.add(subjects.PROFILES_UPDATE, wire.UpdateProfile, self.update)
+        group.add(subjects.PROFILES_RENAME, wire.RenameObject, self.rename)
+        group.add(subjects.PROFILES_DELETE, wire.ByName, self.delete)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _home(self, meta: RequestMeta) -> ProjectState:
+        return self.c.projection.profile_home(self.c.project_or_404(meta.project))
+
+    def _profile(self, home: ProjectState, name: str) -> ProfileState:
+        state = self.c.projection.profile(home.id, name)
+        if state is None:
+            raise NotFound("Profile not found")
+        return state
+
+    def _result(self, state: ProfileState) -> dict[str, Any]:
+        return {"object": self.c.projection.profile_view(state), "etag": state.etag}
+
+    # -- queries -------------------------------------------------------------------------
+
+    async def list(self, body: wire.ListQuery, meta: RequestMeta) -> tuple[Any, int]:
+        seq = await self.c.fresh()
+        profiles = self.c.projection.profiles_in(self._home(meta).id)
+        if body.recursion == 0:
+            return [p.name for p in profiles], seq
+        return [self.c.projection.profile_view(p) for p in profiles], seq
+
+    async def get(self, body: wire.ByName, meta: RequestMeta) -> tuple[Any, int]:
+        seq = await self.c.fresh()
+        return self._result(self._profile(self._home(meta), body.name)), seq
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def create(self, body: wire.CreateProfile, meta: RequestMeta) -> tuple[Any, int]:
+        cmd_meta = self.c.meta(meta)
+        new_id = new_aggregate_id()
+        decided: list[Sequence[Event]] = []
+        async with Reverter() as revert:
+
+            async def decision() -> tuple[Sequence[Event], int]:
+                await self.c.fresh()
+                home = self._home(meta)
+                command = agg.CreateProfile(
+                    id=new_id,
+                    project_id=home.id,
+                    project=home.name,
+                    name=body.name,
+                    description=body.description,
+                    config=body.config,
+                    devices=body.devices,
+                    name_taken=self.c.projection.profile(home.id, body.name) is not None,
+                    meta=cmd_meta,
+                )
+                events = agg.decide(None, command)
+                message = f'Error inserting "{body.name}" into database: The profile already exists'
+                await self.c.claim_profile_name(home.id, body.name, new_id, cmd_meta, message)
+                revert.add(
+                    lambda: self.c.release_profile_name(home.id, body.name, new_id, cmd_meta)
+                )
+                decided.append(events)
+                return events, 0
+
+            seq = await decide_and_append(self.c.store, decision)
+            revert.success()
+        state = agg.from_event(decided[-1][-1])
+        return {"object": self.c.projection.profile_view(state), "etag": state.etag}, seq
+
+    async def update(self, body: wire.UpdateProfile, meta: RequestMeta) -> tuple[Any, int]:
+        decided: list[tuple[ProfileState, Sequence[Event]]] = []
+
+        async def decision() -> tuple[Sequence[Event], int]:
+            await self.c.fresh()
+            home = self._home(meta)
+            state = self._profile(home, body.name)
+            command = agg.UpdateProfile(
+                project=home.name,
+                mode=body.mode,
+                description=body.description,
+                config=body.config,
+                devices=body.devices,
+                fields=tuple(body.fields),
+                if_match=meta.if_match,
+                meta=self.c.meta(meta),
+            )
+            events = agg.decide(state, command)
+            decided.append((state, events))
+            return events, self.c.projection.seq_of(state.id)
+
+        seq = await decide_and_append(self.c.store, decision)
+        new = agg.from_event(decided[-1][1][-1])
+        return {"object": self.c.projection.profile_view(new), "etag": new.etag}, seq
+
+    async def rename(self, body: wire.RenameObject, meta: RequestMeta) -> tuple[Any, int]:
+        cmd_meta = self.c.meta(meta)
+        claimed: list[tuple[str, str]] = []
+        async with Reverter() as revert:
+
+            async def decision() -> tuple[Sequence[Event], int]:
+                await self.c.fresh()
+                home = self._home(meta)
+                state = self._profile(home, body.name)
+                command = agg.RenameProfile(
+                    project=home.name,
+                    new_name=body.new_name,
+                    name_taken=self.c.projection.profile(home.id, body.new_name) is not None,
+                    meta=cmd_meta,
+                )
+                events = agg.decide(state, command)
+                message = f'Name "{body.new_name}" already in use'
+                await self.c.claim_profile_name(home.id, body.new_name, state.id, cmd_meta, message)
+                if not claimed:
+                    revert.add(
+                        lambda: self.c.release_profile_name(
+                            home.id, body.new_name, state.id, cmd_meta
+                        )
+                    )
+                claimed[:] = [(home.id, state.id)]
+                return events, self.c.projection.seq_of(state.id)
+
+            seq = await decide_and_append(self.c.store, decision)
+            revert.success()
+        home_id, owner = claimed[-1]
+        await self.c.release_profile_name(home_id, body.name, owner, cmd_meta)
+        return None, seq
+
+    async def delete(self, body: wire.ByName, meta: RequestMeta) -> tuple[Any, int]:
+        cmd_meta = self.c.meta(meta)
+        deleted: list[ProfileState] = []
+
+        async def decision() -> tuple[Sequence[Event], int]:
+            await self.c.fresh()
+            home = self._home(meta)
+            state = self._profile(home, body.name)
+            command = agg.DeleteProfile(
+                project=home.name,
+                used_by=tuple(self.c.projection.profile_used_by(state)),
+                meta=cmd_meta,
+            )
+            events = agg.decide(state, command)
+            deleted[:] = [state]
+            return events, self.c.projection.seq_of(state.id)
+
+        seq = await decide_and_append(self.c.store, decision)
+        state = deleted[-1]
+        await self.c.release_profile_name(state.project_id, state.name, state.id, cmd_meta)
+        return None, seq

@@ -1,0 +1,167 @@
+"""The catalog read model: every project and profile, by id and by name.
+
+It keeps, per aggregate, the stream sequence of its last event (the expected sequence of the
+next append) and, for history, tombstones of deleted objects and the latest object that
+carried each name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.envelope import StoredEvent
+from services.common.projection import Projection
+from services.instance.catalog import profile as profile_agg
+from services.instance.catalog import project as project_agg
+from services.instance.catalog.meta import DEFAULT, PROFILE, PROJECT, default_project_id
+from services.instance.catalog.state import (
+    ProfileState,
+    ProjectState,
+    object_url,
+    profile_dict,
+    project_dict,
+)
+
+
+def former_key(kind: str, scope: str, name: str) -> str:
+    """Key of the name history: ``scope`` is the project id for profiles, "" for projects."""
+    return f"{kind}\0{scope}\0{name}"
+
+
+class CatalogProjection(Projection):
+    """Projects and profiles folded from the log with the aggregates' own ``evolve``."""
+
+    name = "catalog"
+    snapshot_version = 1
+    aggregates = frozenset({PROJECT, PROFILE})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.load(None)
+
+    # -- folding -------------------------------------------------------------------------
+
+    def apply(self, stored: StoredEvent) -> None:
+        event = stored.event
+        agg_id = event.aggregate_id
+        if event.aggregate == PROJECT:
+            old_p = self.projects.get(agg_id)
+            new_p = project_agg.evolve(old_p, event)
+            if new_p is not None:
+                self._index_project(old_p, new_p)
+        else:
+            old = self.profiles.get(agg_id)
+            new = profile_agg.evolve(old, event)
+            if new is not None:
+                self._index_profile(old, new)
+        self.seqs[agg_id] = stored.seq
+
+    def _index_project(self, old: ProjectState | None, new: ProjectState) -> None:
+        self.projects[new.id] = new
+        if old is not None and not old.deleted and self.project_by_name.get(old.name) == old.id:
+            del self.project_by_name[old.name]
+        if not new.deleted:
+            self.project_by_name[new.name] = new.id
+        self.former[former_key(PROJECT, "", new.name)] = new.id
+
+    def _index_profile(self, old: ProfileState | None, new: ProfileState) -> None:
+        self.profiles[new.id] = new
+        if old is not None and not old.deleted:
+            key = (old.project_id, old.name)
+            if self.profile_by_name.get(key) == old.id:
+                del self.profile_by_name[key]
+        if not new.deleted:
+            self.profile_by_name[(new.project_id, new.name)] = new.id
+        self.former[former_key(PROFILE, new.project_id, new.name)] = new.id
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def dump(self) -> Any:
+        return {
+            "projects": [s.dump() for s in self.projects.values()],
+            "profiles": [s.dump() for s in self.profiles.values()],
+            "seqs": self.seqs,
+            "former": self.former,
+        }
+
+    def load(self, state: Any) -> None:
+        self.projects: dict[str, ProjectState] = {}
+        self.profiles: dict[str, ProfileState] = {}
+        self.seqs: dict[str, int] = {}
+        self.former: dict[str, str] = {}
+        self.project_by_name: dict[str, str] = {}
+        self.profile_by_name: dict[tuple[str, str], str] = {}
+        #: used_by URLs of each profile, contributed by instances (none exist yet).
+        self.profile_users: dict[str, set[str]] = {}
+        if not state:
+            return
+        for raw in state["projects"]:
+            self._index_project(None, ProjectState(**raw))
+        for raw in state["profiles"]:
+            self._index_profile(None, ProfileState(**raw))
+        self.seqs = {k: int(v) for k, v in state["seqs"].items()}
+        self.former = dict(state["former"])
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def seq_of(self, aggregate_id: str) -> int:
+        """Stream sequence of the aggregate's last event (0: never written)."""
+        return self.seqs.get(aggregate_id, 0)
+
+    def project(self, name: str) -> ProjectState | None:
+        agg_id = self.project_by_name.get(name)
+        return self.projects[agg_id] if agg_id else None
+
+    def project_by_id(self, project_id: str) -> ProjectState | None:
+        state = self.projects.get(project_id)
+        return state if state is not None and not state.deleted else None
+
+    def default_project(self) -> ProjectState | None:
+        return self.project_by_id(default_project_id())
+
+    def profile_home(self, project: ProjectState) -> ProjectState:
+        """The project whose profiles ``project`` uses (itself, or ``default`` without
+        ``features.profiles``)."""
+        if project_agg.has_profiles(project):
+            return project
+        return self.default_project() or project
+
+    def profile(self, project_id: str, name: str) -> ProfileState | None:
+        agg_id = self.profile_by_name.get((project_id, name))
+        return self.profiles[agg_id] if agg_id else None
+
+    def profiles_in(self, project_id: str) -> list[ProfileState]:
+        found = [self.profiles[i] for (p, _), i in self.profile_by_name.items() if p == project_id]
+        return sorted(found, key=lambda s: s.name)
+
+    def former_holder(self, kind: str, scope: str, name: str) -> str | None:
+        """The latest aggregate (live or not) that carried ``name``."""
+        return self.former.get(former_key(kind, scope, name))
+
+    def profile_has_name(self, profile_id: str, name: str) -> bool:
+        state = self.profiles.get(profile_id)
+        return state is not None and not state.deleted and state.name == name
+
+    def project_has_name(self, project_id: str, name: str) -> bool:
+        state = self.projects.get(project_id)
+        return state is not None and not state.deleted and state.name == name
+
+    # -- LXD views -----------------------------------------------------------------------
+
+    def project_is_empty(self, project: ProjectState) -> bool:
+        """Empty as LXD means it: nothing in it but its own ``default`` profile."""
+        return all(p.name == DEFAULT for p in self.profiles_in(project.id))
+
+    def profile_used_by(self, state: ProfileState) -> list[str]:
+        return sorted(self.profile_users.get(state.id, set()))
+
+    def project_used_by(self, project: ProjectState) -> list[str]:
+        if not project_agg.has_profiles(project):
+            return []
+        return [object_url("profiles", p.name, project.name) for p in self.profiles_in(project.id)]
+
+    def profile_view(self, state: ProfileState) -> dict[str, Any]:
+        return profile_dict(state, self.profile_used_by(state))
+
+    def project_view(self, state: ProjectState) -> dict[str, Any]:
+        return project_dict(state, self.project_used_by(state))

@@ -1,0 +1,73 @@
+"""The catalog projection: indexes follow renames and deletes; a snapshot restores it all."""
+
+from __future__ import annotations
+
+from schemas import codec
+from schemas.envelope import Event, StoredEvent
+from services.instance.catalog import profile, project
+from services.instance.catalog.meta import default_project_id
+from services.instance.catalog.projection import CatalogProjection
+
+
+class Log:
+    """Feeds decided events into a projection with increasing stream sequences."""
+
+    def __init__(self) -> None:
+        self.view = CatalogProjection()
+        self.seq = 0
+
+    def feed(self, events: list[Event]) -> None:
+        for event in events:
+            self.seq += 1
+            self.view.apply(StoredEvent(seq=self.seq, event=event))
+
+
+def _catalog() -> Log:
+    log = Log()
+    pid = default_project_id()
+    log.feed(project.decide(None, project.CreateProject(id=pid, name="default", system=True)))
+    log.feed(project.decide(None, project.CreateProject(id="j", name="blue")))
+    for agg_id, name, home in (("a", "web", pid), ("b", "db", pid), ("c", "web", "j")):
+        create = profile.CreateProfile(id=agg_id, project_id=home, project="x", name=name)
+        log.feed(profile.decide(None, create))
+    return log
+
+
+def test_names_are_scoped_per_project_and_follow_renames_and_deletes() -> None:
+    log = _catalog()
+    view = log.view
+    pid = default_project_id()
+    assert [p.name for p in view.profiles_in(pid)] == ["db", "web"]
+    assert view.profile("j", "web").id == "c"  # type: ignore[union-attr]
+    web = view.profile(pid, "web")
+    assert web is not None and view.seq_of("a") == 3
+    log.feed(profile.decide(web, profile.RenameProfile(project="default", new_name="api")))
+    assert view.profile(pid, "web") is None and view.profile(pid, "api").id == "a"  # type: ignore[union-attr]
+    assert view.seq_of("a") == log.seq
+    # History finds the object that last carried a name, even after it moved on.
+    assert view.former_holder("profile", pid, "web") == "a"
+    db = view.profile(pid, "db")
+    log.feed(profile.decide(db, profile.DeleteProfile(project="default")))
+    assert view.profile(pid, "db") is None and view.profiles["b"].deleted
+    assert view.former_holder("profile", pid, "db") == "b"
+
+
+def test_project_views_and_emptiness() -> None:
+    view = _catalog().view
+    blue = view.project("blue")
+    assert blue is not None and not view.project_is_empty(blue)
+    assert view.project_view(blue)["used_by"] == ["/1.0/profiles/web?project=blue"]
+    default = view.default_project()
+    assert default is not None
+    assert view.project_view(default)["used_by"] == ["/1.0/profiles/db", "/1.0/profiles/web"]
+    assert view.profile_home(blue) is blue
+
+
+def test_snapshot_round_trip_restores_everything() -> None:
+    view = _catalog().view
+    restored = CatalogProjection()
+    restored.load(codec.unpack(codec.pack(view.dump())))
+    assert restored.projects == view.projects and restored.profiles == view.profiles
+    assert restored.project_by_name == view.project_by_name
+    assert restored.profile_by_name == view.profile_by_name
+    assert restored.seqs == view.seqs and restored.former == view.former
