@@ -24,17 +24,16 @@ from nats.aio.msg import Msg
 from schemas import codec, events, subjects
 from schemas.envelope import Event, utcnow
 from schemas.errors import BadRequest, WarrenError
+from schemas.lxd.operation import STATUS_TEXT, Operation, StatusCode
 from schemas.messages import Reply, Request, RequestMeta
-from services.common.eventstore import EventStore
+from services.common.eventstore import EventStore, WrongSequence
 
 log = logging.getLogger(__name__)
 
 OperationClass = Literal["task", "websocket", "token"]
 
-#: LXD's operation status codes.
-RUNNING, SUCCESS, FAILURE, CANCELLED = 103, 200, 400, 401
-STATUS_NAMES = {RUNNING: "Running", SUCCESS: "Success", FAILURE: "Failure", CANCELLED: "Cancelled"}
-FINAL = frozenset({SUCCESS, FAILURE, CANCELLED})
+RUNNING, SUCCESS = StatusCode.RUNNING, StatusCode.SUCCESS
+FAILURE, CANCELLED = StatusCode.FAILURE, StatusCode.CANCELLED
 
 #: What the job does; it gets its operation (to report progress) and may return metadata
 #: to merge into the operation's metadata on success.
@@ -130,7 +129,7 @@ class RunningOperation:
         except Exception as exc:
             log.exception("operation %s failed", self.id)
             final = {"status_code": FAILURE, "err": str(exc) or type(exc).__name__}
-        final["status"] = STATUS_NAMES[final["status_code"]]
+        final["status"] = STATUS_TEXT[final["status_code"]]
         final["may_cancel"] = False
         try:
             await self._stop_listening()
@@ -188,22 +187,36 @@ class OperationRecorder:
     ) -> RunningOperation:
         """Record the operation as Running, listen for cancels, and start the job."""
         now = lxd_time(utcnow())
-        obj = {
-            "id": operation_id or str(uuid.uuid4()),
-            "class": op_class,
-            "description": description,
-            "created_at": now,
-            "updated_at": now,
-            "status": STATUS_NAMES[RUNNING],
-            "status_code": RUNNING,
-            "resources": resources,
-            "metadata": metadata,
-            "may_cancel": may_cancel,
-            "err": "",
-            "location": self.location,
-        }
+        obj = Operation(
+            id=operation_id or str(uuid.uuid4()),
+            class_=op_class,
+            description=description,
+            created_at=now,
+            updated_at=now,
+            status=STATUS_TEXT[RUNNING],
+            status_code=RUNNING,
+            resources=resources,
+            metadata=metadata,
+            may_cancel=may_cancel,
+            location=self.location,
+        ).to_lxd()
         op = RunningOperation(self, obj, project, meta or RequestMeta())
-        await op._record({})
+        try:
+            await op._record({})
+        except WrongSequence:
+            if operation_id is None:
+                raise
+            # The id asked for (the request's correlation id) already names an operation.
+            return await self.start(
+                work,
+                description=description,
+                op_class=op_class,
+                resources=resources,
+                metadata=metadata,
+                may_cancel=may_cancel,
+                meta=meta,
+                project=project,
+            )
         if may_cancel:
             await op._listen(self.nc)
         self.running[op.id] = op

@@ -8,6 +8,7 @@ asynchronous in LXD 5.0): its reply is ``{"operation": <LXD operation object>}``
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,14 @@ from services.instance.catalog.context import Catalog
 from services.instance.catalog.meta import CommandMeta
 from services.instance.catalog.meta import new_id as new_aggregate_id
 from services.instance.catalog.state import ProjectState, object_url
+
+
+def _operation_id(correlation_id: str | None) -> str | None:
+    """The gateway names the operation through the correlation id; keep it if it is a uuid."""
+    try:
+        return str(uuid.UUID(correlation_id)) if correlation_id else None
+    except ValueError:
+        return None
 
 
 class ProjectHandlers:
@@ -148,6 +157,7 @@ class ProjectHandlers:
             may_cancel=False,
             meta=meta,
             resources={"projects": [object_url("projects", body.name)]},
+            operation_id=_operation_id(meta.correlation_id),
         )
         return {"operation": final}, await self.c.store.last_seq()
 
