@@ -97,7 +97,9 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise BadRequest(f"invalid JSON body: {exc}") from exc
     if not isinstance(value, dict):
         raise BadRequest(f"the body must be a JSON object, not {type(value).__name__}")
-    return value
+    # Go clients send unset maps as null: LXD reads that as "absent" (empty on PUT and
+    # create, unchanged on PATCH), so a null field is dropped here.
+    return {key: item for key, item in value.items() if item is not None}
 
 
 async def body(request: web.Request, model: type[M]) -> tuple[M, dict[str, Any]]:
