@@ -1,9 +1,11 @@
-"""Concurrent writers and two replicas of the instance service.
+"""Concurrent writers, two instance replicas and two gateways.
 
-The stack runs two instance replicas in one queue group, so two racing requests land on the
-same replica or on different ones at random: the log's optimistic concurrency, not a lock in
-one process, has to decide. Expected: exactly one winner per If-Match race, no lost update,
-no duplicated effect, and each replica able to serve.
+The stack runs two instance replicas in one queue group and two gateways (the second on
+``gateway-2.socket``). Racing requests go through different gateways and land on the same
+instance replica or on different ones at random: the log's optimistic concurrency, not a lock
+in one process, has to decide. Expected: exactly one winner per If-Match race, no lost update,
+no duplicated effect, each replica able to serve, and both gateways showing one state and one
+event stream.
 """
 
 from __future__ import annotations
@@ -14,13 +16,23 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import metadata, named, read_events, unique
+from _helpers import (
+    LxcMonitor,
+    lifecycle,
+    mentions,
+    metadata,
+    named,
+    prime_listener,
+    read_events,
+    unique,
+)
 from stack import Stack, pid_alive, wait_for
 
-WARREN_REPLICAS = {"instance": 2}
+WARREN_REPLICAS = {"instance": 2, "gateway": 2}
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ROUNDS = 12
@@ -48,6 +60,11 @@ def create(stack: Stack, name: str, **extra: Any) -> None:
     assert status == 201, body
 
 
+def gateways(stack: Stack) -> list[Path]:
+    """The API socket of each gateway replica."""
+    return [stack.socket, stack.dir / "gateway-2.socket"]
+
+
 def events_of(stack: Stack, type_: str, name: str) -> list[Any]:
     return [e for e in read_events(stack.nats_url) if e.type == type_ and e.payload["name"] == name]
 
@@ -65,7 +82,8 @@ def test_if_match_race_has_exactly_one_winner(module_warren: Stack) -> None:
 
         def put(writer: int, etag: str = etag, round_: int = round_) -> int:
             body = {"config": {"user.writer": f"{round_}-{writer}"}, "description": str(writer)}
-            return stack.request("PUT", path, body, {"If-Match": etag})[0]
+            via = gateways(stack)[writer]
+            return stack.request("PUT", path, body, {"If-Match": etag}, socket_path=via)[0]
 
         statuses = race(lambda: put(0), lambda: put(1))
         assert sorted(statuses) == [200, 412], f"round {round_}: {statuses}"
@@ -86,7 +104,8 @@ def test_concurrent_patches_of_different_keys_lose_nothing(module_warren: Stack)
 
         def patch(key: str, round_: int = round_) -> tuple[str, int]:
             body = {"config": {f"user.{key}": str(round_)}}
-            return key, stack.request("PATCH", path, body)[0]
+            via = gateways(stack)[key == "right"]
+            return key, stack.request("PATCH", path, body, socket_path=via)[0]
 
         results = race(lambda: patch("left"), lambda: patch("right"))
         config = metadata(stack, path)["config"]
@@ -171,3 +190,43 @@ def test_each_replica_serves_on_its_own(module_warren: Stack) -> None:
         finally:
             os.kill(stack.proc.pid, signal.SIGCONT)
         stack.wait_restarted("instance", dead, replica=victim)
+
+
+# -- two gateways ---------------------------------------------------------------------------
+class _Via:
+    """The stack as seen through the second gateway (for ``lxc``)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.env = {**stack.env, "LXD_SOCKET": str(gateways(stack)[1])}
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        return self.stack.request(*args, **kwargs)
+
+
+def test_both_gateways_show_one_state_and_one_event_stream(module_warren: Stack) -> None:
+    stack = module_warren
+    first, second = gateways(stack)
+    monitor = LxcMonitor(_Via(stack))  # listens on the second gateway
+    try:
+        prime_listener(stack, lambda probe: mentions(monitor.events(), probe))
+        name = unique("two-gw")
+        status, _, body = stack.request("POST", "/1.0/profiles", {"name": name}, socket_path=first)
+        assert status == 201, body
+        status, _, body = stack.request("GET", f"/1.0/profiles/{name}", socket_path=second)
+        assert status == 200 and body["metadata"]["name"] == name, body
+        patch = {"config": {"user.via": "second"}}
+        status, _, body = stack.request("PATCH", f"/1.0/profiles/{name}", patch, socket_path=second)
+        assert status == 200, body
+        assert metadata(stack, f"/1.0/profiles/{name}")["config"] == {"user.via": "second"}
+        source = f"/1.0/profiles/{name}"
+        events = monitor.wait_for(
+            lambda evs: ("profile-updated", source) in lifecycle(evs, {source}),
+            "the second gateway's monitor to print the update",
+        )
+    finally:
+        monitor.stop()
+    assert lifecycle(events, {source}) == [("profile-created", source), ("profile-updated", source)]
+    listed = metadata(stack, "/1.0/profiles")
+    status, _, body = stack.request("GET", "/1.0/profiles", socket_path=second)
+    assert status == 200 and sorted(body["metadata"]) == sorted(listed)
