@@ -3,7 +3,9 @@ way out, and sends typed requests. Used by the gateway and by every service."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 import nats
@@ -73,15 +75,29 @@ class Bus:
         meta: RequestMeta | None = None,
         timeout: float = 10.0,
     ) -> Reply:
-        """Like :meth:`request` but return the whole reply (result, error and seq)."""
+        """Like :meth:`request` but return the whole reply (result, error and seq).
+
+        "No responders" means nobody received the request (a service restarting after a
+        crash), so it is safe to send again: keep trying until ``timeout`` runs out. A timeout
+        after delivery is not retried, since the work may have been done.
+        """
         data = codec.encode(Request(meta=meta or RequestMeta(), body=body or {}))
-        try:
-            msg = await self.nc.request(subject, data, timeout=timeout)
-        except nats.errors.NoRespondersError as exc:
-            raise Unavailable(f"no service answers {subject}: is it running?") from exc
-        except nats.errors.TimeoutError as exc:
-            raise Unavailable(f"{subject} did not answer within {timeout:g}s") from exc
-        return codec.decode(Reply, msg.data)
+        deadline = time.monotonic() + timeout
+        pause = 0.02
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                msg = await self.nc.request(subject, data, timeout=max(remaining, 0.05))
+                return codec.decode(Reply, msg.data)
+            except nats.errors.NoRespondersError as exc:
+                if remaining <= pause:
+                    raise Unavailable(
+                        f"no service answers {subject}; check that Warren's services are running"
+                    ) from exc
+            except nats.errors.TimeoutError as exc:
+                raise Unavailable(f"{subject} did not answer within {timeout:g}s") from exc
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.25)
 
     async def close(self) -> None:
         """Drain subscriptions and pending publishes, then close."""
