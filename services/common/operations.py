@@ -56,12 +56,14 @@ class RunningOperation:
         self.project = project
         self.meta = meta
         self.task: asyncio.Task[None] | None = None
+        self.started = asyncio.Event()
         self.finished = asyncio.Event()
         self._seq = 0
         self._version = 0
         self._lock = asyncio.Lock()
         self._cancel_requestor: str | None = None
         self._sub: Any = None
+        self._answers: set[asyncio.Task[None]] = set()
 
     @property
     def id(self) -> str:
@@ -114,6 +116,7 @@ class RunningOperation:
     async def _run(self, work: Work) -> None:
         final: dict[str, Any]
         requestor: str | None = None
+        self.started.set()
         try:
             result = await work(self)
             metadata = {**(self.object.get("metadata") or {}), **(result or {})}
@@ -151,6 +154,13 @@ class RunningOperation:
                 await sub.unsubscribe()
 
     async def _on_cancel(self, msg: Msg) -> None:
+        # Answer from a task of its own: ending the job unsubscribes, which cancels the
+        # subscription's callback task, and the answer must survive that.
+        task = asyncio.create_task(self._answer_cancel(msg))
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
+    async def _answer_cancel(self, msg: Msg) -> None:
         try:
             request = codec.decode(Request, msg.data)
             reply = Reply(result=await self.cancel(request.meta.requestor), seq=self._seq)
@@ -221,6 +231,9 @@ class OperationRecorder:
             await op._listen(self.nc)
         self.running[op.id] = op
         op.task = asyncio.create_task(op._run(work), name=f"operation-{op.id}")
+        # A task cancelled before its first step never runs its handlers: let it start, so
+        # an early cancel is recorded like any other.
+        await op.started.wait()
         return op
 
     async def run(self, work: Work, **kwargs: Any) -> dict[str, Any]:
