@@ -1,8 +1,8 @@
 """The projection the replay benchmark rebuilds.
 
-Until the instance service has its own catalog projection, a simple profile-folding one
-stands in: it keeps the latest LXD-shaped state of every profile, which is the same work a
-catalog read model does per event (decode, pick the aggregate, replace its state).
+The instance service's real catalog projection when it is in the tree; otherwise a simple
+profile-folding stand-in that keeps the latest LXD-shaped state of every profile, the same
+work a catalog read model does per event (decode, pick the aggregate, replace its state).
 """
 
 from __future__ import annotations
@@ -51,8 +51,15 @@ class ProfileFold(Projection):
         self.profiles = dict(state or {})
 
 
-def load_projection() -> Projection:
-    """A fresh, empty projection to rebuild."""
+def load_projection(stand_in: bool = False) -> Projection:
+    """A fresh, empty projection to rebuild: the real catalog one unless ``stand_in``."""
+    if not stand_in:
+        try:
+            from services.instance.catalog.projection import CatalogProjection
+        except ImportError:
+            pass
+        else:
+            return CatalogProjection()
     return ProfileFold()
 
 

@@ -82,6 +82,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join([line(cells[0]), sep, *(line(r) for r in cells[1:])])
 
 
+def machine_note() -> str:
+    """CPU count and load: other work on the machine inflates every wall-clock figure."""
+    load1, _, _ = os.getloadavg()
+    return f"{os.cpu_count()} CPUs, load average {load1:.2f} (1 min)"
+
+
 def write_json(path: str | None, data: Any) -> None:
     """Write figures for ``run-all`` (or any other consumer) when asked to."""
     if path:

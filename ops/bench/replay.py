@@ -1,17 +1,17 @@
-"""Replay speed of the event log and projection start-up time, with and without a snapshot.
+"""Replay speed of the event log and start-up time over it, with and without a snapshot.
 
 A private ``nats-server -js`` (free loopback port, temporary store) gets the real ``EVENTS``
-stream and N realistic catalog events (profile-created then profile-updated, spread over P
-profiles, appended the way services append: ``Nats-Msg-Id`` plus the expected last subject
-sequence). Then:
+stream and a realistic catalog log (see ``replay_log.py``: 100k profile events over 1000
+profiles by default, appended the way services append). Then:
 
-(a) replay: a fresh profile projection is rebuilt from the whole log by
-    ``services.common.projection.ProjectionRunner``, with a breakdown of where the time goes
-    (transport alone, decoding alone, folding alone);
-(b) start-up: a new process imports, connects and starts the projection with no snapshot,
-    then with a snapshot covering the log plus a few events after it.
+(a) replay: a fresh catalog projection (the instance service's own when it is in the tree)
+    is rebuilt from the whole log by ``services.common.projection.ProjectionRunner``, with a
+    breakdown of where the time goes (transport alone, decoding alone, folding alone);
+(b) start-up: a new process starts the projection with no snapshot, then with a snapshot
+    covering the log plus a few events after it; the same for the real instance service
+    (spawn -> answering on the bus) when it exists.
 
-    python ops/bench/replay.py                   # 100k events over 1000 profiles
+    python ops/bench/replay.py                            # 100k events over 1000 profiles
     python ops/bench/replay.py --events 20000 --profile   # smaller, with a cProfile report
 """
 
@@ -21,82 +21,31 @@ import argparse
 import asyncio
 import cProfile
 import io
-import json
 import pstats
-import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from benchkit import add_repo_to_path, fmt_num, private_nats, table, write_json
+from benchkit import (
+    add_repo_to_path,
+    fmt_num,
+    machine_note,
+    private_nats,
+    table,
+    write_json,
+)
 
 add_repo_to_path()
 
+import startup  # noqa: E402
 from bench_projection import count_objects, describe, load_projection  # noqa: E402
+from replay_log import LogWriter, prepare  # noqa: E402
 
 from schemas import codec, subjects  # noqa: E402
 from schemas.client import Bus  # noqa: E402
-from schemas.envelope import Event  # noqa: E402
-from schemas.events import PROFILE_CREATED, PROFILE_UPDATED  # noqa: E402
 from services.common.eventstore import EventStore, decode_msg  # noqa: E402
 from services.common.projection import ProjectionRunner  # noqa: E402
-
-BATCH = 1000  # at most one event per profile per concurrent batch keeps each in order
-
-
-def profile_event(profile_id: str, index: int, version: int) -> Event:
-    """The ``version``-th event of profile number ``index``: created, then updated."""
-    payload = {
-        "name": f"profile-{index}",
-        "description": f"profile {index}, revision {version}",
-        "config": {
-            "limits.cpu": str(1 + version % 4),
-            "limits.memory": f"{256 * (1 + version % 8)}MiB",
-            "user.revision": str(version),
-        },
-        "devices": {
-            "root": {"type": "disk", "path": "/", "pool": "default"},
-            "eth0": {"type": "nic", "network": "lxdbr0", "name": "eth0"},
-        },
-    }
-    return Event(
-        type=PROFILE_CREATED if version == 1 else PROFILE_UPDATED,
-        aggregate="profile",
-        aggregate_id=profile_id,
-        version=version,
-        project="default",
-        requestor="bench",
-        node="bench",
-        payload=payload,
-    )
-
-
-async def fill(store: EventStore, total: int, profiles: int) -> dict[str, Any]:
-    """Append ``total`` events round-robin over ``profiles`` profiles, concurrently."""
-    import uuid
-
-    ids = [str(uuid.uuid4()) for _ in range(profiles)]
-    last_seq = dict.fromkeys(ids, 0)
-    version = dict.fromkeys(ids, 0)
-    start = time.perf_counter()
-    done = 0
-    while done < total:
-        batch = []
-        for i in range(min(profiles, BATCH, total - done)):
-            index = (done + i) % profiles
-            pid = ids[index]
-            version[pid] += 1
-            batch.append((pid, profile_event(pid, index, version[pid])))
-
-        async def one(pid: str, event: Event) -> None:
-            last_seq[pid] = await store.append([event], expected_seq=last_seq[pid])
-
-        await asyncio.gather(*(one(pid, ev) for pid, ev in batch))
-        done += len(batch)
-    elapsed = time.perf_counter() - start
-    return {"events": total, "profiles": profiles, "seconds": elapsed, "rate": total / elapsed}
 
 
 async def transport_only(store: EventStore) -> float:
@@ -147,21 +96,22 @@ def decode_only(raw: list[tuple[int, bytes]]) -> tuple[float, float]:
     return unpack_s, time.perf_counter() - start
 
 
-def fold_only(raw: list[tuple[int, bytes]]) -> float:
+def fold_only(raw: list[tuple[int, bytes]], stand_in: bool) -> float:
     """Seconds spent in ``Projection.apply`` alone, on events decoded beforehand."""
     decoded = [decode_msg(seq, data) for seq, data in raw]
-    projection = load_projection()
+    projection = load_projection(stand_in)
     start = time.perf_counter()
     for stored in decoded:
         projection.apply(stored)
     return time.perf_counter() - start
 
 
-async def rebuild(store: EventStore, profile: bool) -> dict[str, Any]:
+async def rebuild(store: EventStore, profile: bool, stand_in: bool) -> dict[str, Any]:
     """Time a full rebuild through ProjectionRunner (no snapshot directory)."""
-    projection = load_projection()
+    projection = load_projection(stand_in)
     runner = ProjectionRunner(store, projection, snapshot_dir=None)
     profiler = cProfile.Profile() if profile else None
+    cpu = time.process_time()
     start = time.perf_counter()
     if profiler:
         profiler.enable()
@@ -169,9 +119,11 @@ async def rebuild(store: EventStore, profile: bool) -> dict[str, Any]:
     if profiler:
         profiler.disable()
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     await runner.stop()
     out: dict[str, Any] = {
         "seconds": elapsed,
+        "cpu_seconds": cpu,
         "applied_seq": projection.applied_seq,
         "objects": count_objects(projection),
     }
@@ -182,63 +134,29 @@ async def rebuild(store: EventStore, profile: bool) -> dict[str, Any]:
     return out
 
 
-def child_start(nats_url: str, snapshot_dir: str) -> dict[str, Any]:
-    """Start a projection in a brand new process, as a service does; the parent times the
-    whole thing from spawn to the JSON line printed here."""
-    cmd = [sys.executable, __file__, "--child", nats_url, snapshot_dir]
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"child failed: {done.stderr[-2000:]}")
-    inner = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"wall_seconds": wall, **inner}
-
-
-def child_main(nats_url: str, snapshot_dir: str) -> None:
-    """Inside the child: connect, restore/replay, report timings, snapshot and exit."""
-
-    async def run() -> dict[str, Any]:
-        t0 = time.perf_counter()
-        bus = await Bus.open(nats_url, "bench-startup")
-        store = EventStore(bus.js)
-        await store.ensure_stream()
-        t1 = time.perf_counter()
-        projection = load_projection()
-        runner = ProjectionRunner(store, projection, Path(snapshot_dir))
-        snapshot = runner.snapshot_path
-        restored_from = 0
-        if snapshot is not None and snapshot.exists():
-            restored_from = int(codec.unpack(snapshot.read_bytes())["seq"])
-        await runner.start()  # restore + replay + write a fresh snapshot
-        t2 = time.perf_counter()
-        await runner.stop()
-        await bus.close()
-        return {
-            "connect_seconds": t1 - t0,
-            "projection_start_seconds": t2 - t1,
-            "snapshot_seq": restored_from,
-            "replayed": projection.applied_seq - restored_from,
-            "objects": count_objects(projection),
-            "snapshot_bytes": snapshot.stat().st_size if snapshot and snapshot.exists() else 0,
-        }
-
-    print(json.dumps(asyncio.run(run())))
-
-
-async def bench(events: int, profiles: int, tail: int, profile: bool) -> dict[str, Any]:
-    results: dict[str, Any] = {"projection": describe(load_projection())}
-    with private_nats() as nats, tempfile.TemporaryDirectory(prefix="bench-snap-") as snap:
+async def bench(
+    events: int, profiles: int, tail: int, profile: bool, stand_in: bool
+) -> dict[str, Any]:
+    """Fill a private log, then measure replay and start-up over it."""
+    results: dict[str, Any] = {"projection": describe(load_projection(stand_in))}
+    with (
+        private_nats() as nats,
+        tempfile.TemporaryDirectory(prefix="bench-snap-") as snap,
+        tempfile.TemporaryDirectory(prefix="bench-wdir-") as wdir,
+    ):
         bus = await Bus.open(nats.url, "bench-replay")
         store = EventStore(bus.js)
         await store.ensure_stream()
-        results["fill"] = await fill(store, events, profiles)
+        await prepare(store)
+        writer = LogWriter(store)
+        results["fill"] = await writer.fill(events, profiles)
         n = await store.last_seq()
-        results["rebuild"] = await rebuild(store, profile)
+        results["rebuild"] = await rebuild(store, profile, stand_in)
         transport_s = await transport_only(store)
         pull_s, raw = await pull_only(store)
         unpack_s, decode_s = decode_only(raw)
-        fold_s = fold_only(raw)
+        fold_s = fold_only(raw, stand_in)
+        del raw
         results["breakdown"] = {
             "events": n,
             "push_transport_seconds": transport_s,
@@ -247,25 +165,20 @@ async def bench(events: int, profiles: int, tail: int, profile: bool) -> dict[st
             "decode_seconds": decode_s,
             "fold_seconds": fold_s,
         }
-        del raw
-        # (b) start-up of a new process: first without a snapshot (it writes one at the end),
-        # then with that snapshot plus `tail` events appended after it.
-        results["startup_cold"] = await asyncio.to_thread(child_start, nats.url, snap)
-        tail_fill = await fill_tail(store, tail, profiles)
-        results["startup_snapshot"] = await asyncio.to_thread(child_start, nats.url, snap)
-        results["startup_snapshot"]["tail_events"] = tail_fill
+        # (b) first without a snapshot (each start writes one), then with it plus a tail.
+        cold = asyncio.to_thread(startup.projection_process_start, nats.url, snap, stand_in)
+        results["startup_cold"] = await cold
+        if startup.service_available():
+            results["service_cold"] = await asyncio.to_thread(startup.service_start, nats.url, wdir)
+        results["tail_events"] = await writer.tail(tail)
+        warm = asyncio.to_thread(startup.projection_process_start, nats.url, snap, stand_in)
+        results["startup_snapshot"] = await warm
+        if startup.service_available():
+            results["service_snapshot"] = await asyncio.to_thread(
+                startup.service_start, nats.url, wdir
+            )
         await bus.close()
     return results
-
-
-async def fill_tail(store: EventStore, tail: int, profiles: int) -> int:
-    """Append ``tail`` events for brand new profiles (no expected-sequence bookkeeping)."""
-    import uuid
-
-    for i in range(tail):
-        pid = str(uuid.uuid4())
-        await store.append([profile_event(pid, profiles + i, 1)], expected_seq=0)
-    return tail
 
 
 def render(r: dict[str, Any]) -> str:
@@ -275,6 +188,7 @@ def render(r: dict[str, Any]) -> str:
     steps = [
         ("fill (concurrent appends)", r["fill"]["seconds"]),
         ("rebuild via ProjectionRunner", r["rebuild"]["seconds"]),
+        ("  the same in CPU time of this process", r["rebuild"]["cpu_seconds"]),
         ("  transport: ordered push consumer", b["push_transport_seconds"]),
         ("  transport: EventStore.replay_raw (pull)", b["pull_transport_seconds"]),
         ("  msgpack unpack only", b["msgpack_unpack_seconds"]),
@@ -286,40 +200,64 @@ def render(r: dict[str, Any]) -> str:
         f"Replay of {n:,} events ({r['projection']})",
         table(["step", "seconds", "events/s"], rows),
         "",
-        "Start-up of a new process with the projection (spawn -> caught up)",
+        "Start-up of a new process over that log (spawn -> caught up / answering)",
     ]
     srows = []
-    for key, label in (("startup_cold", "no snapshot"), ("startup_snapshot", "with snapshot")):
+    cases = (
+        ("startup_cold", "projection process, no snapshot"),
+        ("startup_snapshot", "projection process, snapshot"),
+        ("service_cold", "instance service, no snapshot"),
+        ("service_snapshot", "instance service, snapshot"),
+    )
+    for key, label in cases:
+        if key not in r:
+            continue
         s = r[key]
+        replayed = s.get("replayed")
+        if replayed is None:  # the service does not say; the log does
+            replayed = r["tail_events"] if s["had_snapshot"] else n
         srows.append(
             [
                 label,
                 fmt_num(s["wall_seconds"], 3),
-                fmt_num(s["projection_start_seconds"], 3),
-                fmt_num(s["replayed"]),
+                fmt_num(s.get("connect_seconds"), 3),
+                fmt_num(s.get("projection_start_seconds"), 3),
+                fmt_num(s.get("snapshot_write_seconds"), 3),
+                fmt_num(replayed),
                 fmt_num(s["snapshot_bytes"]),
             ]
         )
-    headers = ["case", "total s", "projection s", "events replayed", "snapshot bytes"]
+    headers = [
+        "case",
+        "total s",
+        "connect s",
+        "projection s",
+        "snapshot write s",
+        "events replayed",
+        "snapshot bytes",
+    ]
     out.append(table(headers, srows))
+    out.append(
+        "total = spawn of a new interpreter until caught up (projection process) or until it "
+        "answers a profile list on the bus (instance service); " + machine_note()
+    )
     if "profile" in r["rebuild"]:
         out += ["", "cProfile of the rebuild (by own time):", r["rebuild"]["profile"]]
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--child"]:
-        child_main(argv[1], argv[2])
-        return 0
-    parser = argparse.ArgumentParser(description="Replay speed and projection start-up")
-    parser.add_argument("--events", type=int, default=100_000)
+    parser = argparse.ArgumentParser(description="Replay speed and start-up over a large log")
+    parser.add_argument("--events", type=int, default=100_000, help="profile events")
     parser.add_argument("--profiles", type=int, default=1000)
     parser.add_argument("--tail", type=int, default=100, help="events after the snapshot")
     parser.add_argument("--profile", action="store_true", help="cProfile the rebuild")
+    parser.add_argument(
+        "--stand-in", action="store_true", help="use the simple stand-in projection"
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    results = asyncio.run(bench(args.events, args.profiles, args.tail, args.profile))
+    results = asyncio.run(bench(args.events, args.profiles, args.tail, args.profile, args.stand_in))
     print(render(results))
     write_json(args.json, results)
     return 0
