@@ -1,0 +1,1 @@
+"""The ``warren`` command line: Warren's own commands (what the ``lxc`` client cannot do)."""
