@@ -26,7 +26,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from benchkit import UnixHTTPConnection, fmt_num, http_call, summarize, table, write_json
+from benchkit import (
+    UnixHTTPConnection,
+    fmt_num,
+    http_call,
+    machine_note,
+    summarize,
+    table,
+    write_json,
+)
 
 MODES = ("keepalive", "fresh")
 OPS = ("GET /1.0", "profile create", "profile get", "profile delete")
@@ -217,7 +225,7 @@ def render(results: dict[str, Any]) -> str:
             )
     title = (
         f"{results['server']} {results['server_version']} at {results['socket']} "
-        f"({results['api_extensions']} API extensions), latency in ms"
+        f"({results['api_extensions']} API extensions), latency in ms; {machine_note()}"
     )
     return title + "\n" + table(["request", "n", "p50", "p90", "p99", "max", "note"], rows)
 

@@ -9,6 +9,7 @@ stopped; then the replay benchmark runs on its own private nats-server. Use ``op
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import subprocess
 import sys
@@ -18,11 +19,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import bus_latency
 import lxd_reference
 import warren_stack
 from api_latency import render as render_latency
 from api_latency import run_latency
-from benchkit import fmt_num, table, write_json
+from benchkit import fmt_num, machine_note, table, write_json
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {
@@ -41,8 +43,10 @@ def measure_warren(n: int, n_write: int, max_seconds: float, settle: float) -> d
         latency = run_latency(str(warren.socket), n, n_write, max_seconds=max_seconds)
         after = warren.memory()
         start_seconds = warren.start_seconds
+        bus = asyncio.run(bus_latency.measure(bus_latency.nats_url_of(str(warren.dir)), n, n_write))
     out = {"start_seconds": start_seconds, "memory_idle": idle, "memory_after": after}
     out["latency"] = latency
+    out["bus"] = bus
     out["leftovers"] = warren.leftovers
     return out
 
@@ -97,6 +101,21 @@ def summary(warren: dict[str, Any], lxd: dict[str, Any] | None, replay: dict[str
                     [f"{op} {stat} ms ({mode})", fmt_num(w, 3), fmt_num(lx, 3), _verdict(w, target)]
                 )
 
+    bus_rows = (
+        ("service", "profile create (service)", "profile create p50 ms on the bus (no gateway)"),
+        ("service", "profile get (service)", "profile get p50 ms on the bus (no gateway)"),
+        ("primitives", "core request/reply (echo)", "  NATS request/reply p50 ms"),
+        ("primitives", "stream_info (projection barrier)", "  JetStream stream_info p50 ms"),
+        ("primitives", "get_last_msg (load last event)", "  JetStream get_last_msg p50 ms"),
+        ("primitives", "JetStream append + ack (file store)", "  JetStream append p50 ms"),
+    )
+    for group, key, label in bus_rows:
+        try:
+            value = warren["bus"][group][key]["p50"]
+        except KeyError:
+            value = None
+        rows.append([label, fmt_num(value, 3), "n/a", ""])
+
     def mem(r: dict[str, Any] | None, key: str, field: str) -> str:
         try:
             return fmt_num(r[key][field], 1)  # type: ignore[index]
@@ -126,11 +145,17 @@ def summary(warren: dict[str, Any], lxd: dict[str, Any] | None, replay: dict[str
     if "breakdown" in replay:
         n = replay["breakdown"]["events"]
         rebuild = replay["rebuild"]["seconds"]
-        cold = replay["startup_cold"]["wall_seconds"]
-        warm = replay["startup_snapshot"]["wall_seconds"]
         rows.append([f"replay events/s ({n:,} events)", fmt_num(int(n / rebuild)), "n/a", ""])
-        rows.append([f"projection start s, {n:,} events, no snapshot", fmt_num(cold, 2), "n/a", ""])
-        rows.append([f"projection start s, {n:,} events, snapshot", fmt_num(warm, 2), "n/a", ""])
+        starts = (
+            ("startup_cold", "projection process start s, no snapshot"),
+            ("startup_snapshot", "projection process start s, snapshot"),
+            ("service_cold", "instance service start s, no snapshot"),
+            ("service_snapshot", "instance service start s, snapshot"),
+        )
+        for key, label in starts:
+            if key in replay:
+                value = replay[key]["wall_seconds"]
+                rows.append([f"{label} ({n:,} events)", fmt_num(value, 2), "n/a", ""])
     lxd_name = f"LXD {lxd['version']}" if lxd and "version" in lxd else "LXD (absent)"
     return table(["metric", "Warren", lxd_name, "target"], rows)
 
@@ -155,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         warren = _guarded("Warren (throwaway, ops/run)", measure_warren, *lat_args)
         if "latency" in warren:
             print(render_latency(warren["latency"]))
+            print(bus_latency.render(warren["bus"]))
     if "lxd" not in args.skip and lxd_reference.installed():
         lxd = _guarded("LXD (throwaway daemon)", lxd_reference.measure, *lat_args)
         if "latency" in lxd:
@@ -162,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if "replay" not in args.skip:
         replay = _guarded("replay", measure_replay, args.events, args.profiles)
 
-    print("\n== Summary")
+    print(f"\n== Summary ({machine_note()})")
     print(summary(warren, lxd, replay))
     for name, r in (("Warren", warren), ("LXD", lxd or {}), ("replay", replay)):
         if "error" in r and r["error"] != "skipped":
