@@ -251,3 +251,12 @@ def test_bad_replicas_are_refused_before_anything_starts(standin_table, replicas
     finally:
         stack.stop()
         shutil.rmtree(stack.dir, ignore_errors=True)
+
+
+def test_external_nats_url_means_no_nats_server_of_its_own(standin, nats_server):
+    stack = standin(env={"WARREN_NATS_URL": nats_server.url})
+    assert stack.nats_url == nats_server.url
+    assert stack.pids("nats") == []
+    assert stack.request("GET", "/")[2]["WARREN_NATS_URL"] == nats_server.url
+    assert not (stack.dir / "nats" / "nats-server.conf").exists()
+    assert stack.stop() == 0
