@@ -89,9 +89,25 @@ class LogReader:
                 continue
 
     async def _run(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self._catch_up_and_follow()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # NATS restarting mid-replay, say: start over (folding is idempotent).
+                log.warning("reading the event log failed (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _catch_up_and_follow(self) -> None:
         last = await self._wait_for_stream()
         covered = await self._replay_operations(last)
         self.applied_seq = covered
+        # From here the ordered consumer heals itself (it recreates its server-side consumer
+        # from the last sequence it delivered after a reconnect or a gap).
         self._sub = await self.js.subscribe(
             subjects.ALL_EVENTS,
             stream=subjects.EVENTS_STREAM,
@@ -105,7 +121,9 @@ class LogReader:
         self.ready.set()
         self._advanced.set()
         log.info(
-            "following the event log from seq %d (%d operations)", covered + 1, len(self.operations)
+            "following the event log from seq %d (%d operations)",
+            covered + 1,
+            len(self.operations),
         )
 
     async def _wait_for_stream(self) -> int:
