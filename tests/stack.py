@@ -319,6 +319,21 @@ class Stack:
         """Every child pid the supervisor reports, nats-server included."""
         return [p["pid"] for p in self.processes() if p.get("pid")]
 
+    def live_processes(self) -> list[int]:
+        """Pids of every live process whose environment names this WARREN_DIR (any depth)."""
+        marker = f"WARREN_DIR={self.dir}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if marker in environ and pid_alive(int(entry.name)):
+                found.append(int(entry.name))
+        return found
+
     def kill(self, name: str, sig: int = signal.SIGKILL, replica: int = 0) -> int:
         """Send ``sig`` to one replica of a service; return the pid that got it."""
         pid = self.pid(name, replica)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -215,6 +216,8 @@ class Supervisor:
         stop.cancel()
         if ready not in done:
             ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
             raise asyncio.CancelledError("stop requested during start-up")
         late = [c.label for c, ok in zip(group, ready.result(), strict=True) if not ok]
         if late:

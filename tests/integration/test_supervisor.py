@@ -153,6 +153,7 @@ def test_stop_signal_stops_everything_in_order_with_no_orphans(standin, sig):
     assert len(pids) == 5
     assert stack.stop(sig) == 0
     assert [pid for pid in pids if pid_alive(pid)] == []
+    assert stack.live_processes() == []
     # Every stand-in got SIGTERM and drained (a SIGKILL would leave no such line).
     for label in ("svc", "svc-2", "agent", "gateway"):
         assert "drained and stopped" in stack.log(label)
@@ -170,6 +171,7 @@ def test_supervisor_killed_with_sigkill_leaves_no_orphans(standin):
     pids = stack.all_pids()
     assert stack.stop(signal.SIGKILL) == -signal.SIGKILL
     wait_for(lambda: not any(pid_alive(p) for p in pids), 30, "children to die with the parent")
+    wait_for(lambda: stack.live_processes() == [], 30, "no process left in the stack's dir")
 
 
 def test_two_stacks_side_by_side_have_distinct_ports_names_and_sockets(standin):
@@ -260,3 +262,22 @@ def test_external_nats_url_means_no_nats_server_of_its_own(standin, nats_server)
     assert stack.request("GET", "/")[2]["WARREN_NATS_URL"] == nats_server.url
     assert not (stack.dir / "nats" / "nats-server.conf").exists()
     assert stack.stop() == 0
+
+
+def test_a_process_that_never_gets_ready_fails_the_start_and_stops_everything(
+    standin_table, tmp_path
+):
+    table = json.loads(standin_table.read_text())
+    table[0]["ready"] = {"kind": "log", "pattern": "this line never comes"}
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(table))
+    stack = Stack(table=broken, extra_env={"WARREN_READY_TIMEOUT": "2"})
+    try:
+        proc = stack.launch()
+        assert proc.wait(timeout=60) == 1
+        assert "not ready after 2s" in stack.output()
+        assert stack.status()["state"] == "stopped"
+        assert stack.live_processes() == []
+    finally:
+        stack.stop()
+        shutil.rmtree(stack.dir, ignore_errors=True)
