@@ -164,11 +164,6 @@ async def test_cancel_request_goes_to_the_owner_and_waits_for_the_record(gw, bus
     assert (await gw.get(f"/1.0/operations/{op.id}"))["status"] == "Cancelled"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/common/operations.py unsubscribes cancel.<id> inside that subscription's "
-    "own callback, which cancels the callback before it replies (the gateway times out: 503)",
-)
 async def test_cancel_reaches_a_real_operation_recorder(gw, bus) -> None:
     """DELETE -> cancel request -> the owner (a real OperationRecorder) cancels and records."""
     recorder = OperationRecorder(bus.nc, EventStore(bus.js), node="test")
