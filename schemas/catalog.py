@@ -1,8 +1,17 @@
 """Commands and queries of the catalog (projects and profiles), owned by the instance service.
 
 ``RequestMeta.project`` carries the ``?project=`` of the HTTP request; ``RequestMeta.if_match``
-the ``If-Match`` header. Results are LXD shapes (``schemas.lxd.catalog``) as plain dicts; a
-single-object result is ``{"object": {...}, "etag": "..."}``.
+the ``If-Match`` header. Results are LXD shapes (``schemas.lxd.catalog``) as plain dicts:
+
+- list (``ListQuery``): names, sorted (recursion 0), or LXD objects (recursion 1);
+- get, create, update: :class:`ObjectResult` (``{"object": {...}, "etag": "..."}``);
+- profile rename, delete: ``None``;
+- project rename: :class:`OperationResult` (LXD makes it an operation; the service records it
+  in the log under the request's ``correlation_id`` when that is a uuid, and answers once it
+  has ended);
+- history (``HistoryQuery``): :class:`HistoryResult`.
+
+``Reply.seq`` is the stream sequence the answer reflects.
 """
 
 from __future__ import annotations
@@ -76,3 +85,26 @@ class HistoryEntry(BaseModel):
     correlation_id: str | None = None
     version: int
     payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class ObjectResult(BaseModel):
+    """One object in its LXD shape, with the ETag its ``If-Match`` must name."""
+
+    object: dict[str, Any]
+    etag: str
+
+
+class OperationResult(BaseModel):
+    """An LXD operation object (``schemas.lxd.operation.Operation``) the caller answers with."""
+
+    operation: dict[str, Any]
+
+
+class HistoryResult(BaseModel):
+    """The answer to a :class:`HistoryQuery`: ``state`` is the LXD object as of the point asked
+    for (now if none), ``None`` when it did not exist then."""
+
+    object_id: str
+    kind: str
+    events: list[HistoryEntry] = Field(default_factory=list)
+    state: dict[str, Any] | None = None

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
-    # LXD rejects unknown top-level fields in request bodies? It ignores them; so do we, but
+    # LXD ignores unknown top-level fields in request bodies (checked on 5.0.2); so do we, but
     # values must have the right types.
     model_config = ConfigDict(extra="ignore")
 
@@ -61,7 +61,9 @@ class RenamePost(_Strict):
 
 
 def etag_of(*parts: Any) -> str:
-    """LXD-style ETag: a hash of the object's writable fields."""
+    """LXD-style ETag: a sha256 of the object's writable fields (profiles: config,
+    description, devices; projects: description, config). Clients only echo it back in
+    ``If-Match``, so it need not equal the real LXD's value for the same object."""
     import hashlib
     import json
 
