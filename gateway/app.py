@@ -13,13 +13,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import errors, serverinfo
+from gateway import errors
 from gateway.eventlog import LogReader
 from gateway.hub import EventHub, HubLogHandler
 from gateway.operations import OperationsView
 from gateway.routes import events, history, operations, profiles, projects, root
-from gateway.settings import GatewaySettings
-from gateway.state import STATE, GatewayState
+from gateway.state import STATE, GatewaySettings, GatewayState
 from schemas.client import Bus
 
 log = logging.getLogger("gateway")
@@ -39,7 +38,7 @@ def build_app(state: GatewayState) -> web.Application:
 
 
 def api_extensions() -> list[str]:
-    return serverinfo.extensions(module.EXTENSIONS for module in ROUTE_MODULES)
+    return root.extensions(module.EXTENSIONS for module in ROUTE_MODULES)
 
 
 def clear_stale_socket(path: Path) -> None:
@@ -87,7 +86,7 @@ class Gateway:
         ops = OperationsView(settings.operations_retention_s)
         hub = EventHub()
         reader = LogReader(bus.js, ops, hub)
-        server = serverinfo.server_info(settings.node, api_extensions())
+        server = root.server_info(settings.node, api_extensions())
         self.state = GatewayState(bus=bus, operations=ops, hub=hub, reader=reader, server=server)
         self._log_handler = HubLogHandler(hub, asyncio.get_running_loop())
         logging.getLogger().addHandler(self._log_handler)

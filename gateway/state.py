@@ -1,17 +1,42 @@
-"""What every handler shares, stored once on the aiohttp application."""
+"""The gateway's settings (from the environment) and what every handler shares at run time."""
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from gateway.eventlog import LogReader
 from gateway.hub import EventHub
 from gateway.operations import OperationsView
 from schemas.client import Bus
 from schemas.lxd.server import Server
+
+
+class GatewaySettings(BaseModel):
+    """Where to listen and how to reach the bus."""
+
+    warren_dir: Path
+    nats_url: str
+    socket_path: Path
+    node: str
+    #: How long finished operations stay listed (LXD forgets them quickly; we keep a while).
+    operations_retention_s: float = 600.0
+
+    @classmethod
+    def from_env(cls) -> GatewaySettings:
+        warren_dir = Path(os.environ.get("WARREN_DIR", "/var/lib/warren"))
+        return cls(
+            warren_dir=warren_dir,
+            nats_url=os.environ.get("WARREN_NATS_URL", "nats://127.0.0.1:4222"),
+            socket_path=Path(os.environ.get("WARREN_SOCKET") or warren_dir / "unix.socket"),
+            node=os.environ.get("WARREN_NODE") or socket.gethostname().split(".")[0],
+        )
 
 
 @dataclass

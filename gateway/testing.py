@@ -16,8 +16,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
-from gateway.state import GatewayState
+from gateway.state import GatewaySettings, GatewayState
 
 
 class GatewayHarness:

@@ -15,7 +15,7 @@ from gateway.operations import OperationsView
 from gateway.routes.history import parse_at
 from gateway.routes.operations import group
 from gateway.routes.projects import parse_limit, project_state
-from gateway.serverinfo import extensions
+from gateway.routes.root import extensions
 from schemas.envelope import Event as LogEvent
 from schemas.errors import BadRequest, Conflict, ErrorCode, NotFound, WarrenError
 from schemas.lxd.event import Event
