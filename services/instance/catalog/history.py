@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import subjects
-from schemas.catalog import HistoryEntry, HistoryQuery
+from schemas.catalog import HistoryEntry, HistoryQuery, HistoryResult
 from schemas.envelope import StoredEvent
 from schemas.errors import BadRequest, NotFound
 from schemas.messages import RequestMeta
@@ -35,7 +35,7 @@ def parse_time(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def entry(stored: StoredEvent) -> dict[str, Any]:
+def entry(stored: StoredEvent) -> HistoryEntry:
     """One event as the history API shows it."""
     e = stored.event
     return HistoryEntry(
@@ -46,7 +46,7 @@ def entry(stored: StoredEvent) -> dict[str, Any]:
         correlation_id=e.correlation_id,
         version=e.version,
         payload=e.payload,
-    ).model_dump()
+    )
 
 
 def state_at(
@@ -99,13 +99,13 @@ class HistoryHandler:
             state: Any = self._current(body.kind, object_id)
         else:
             state = self._view(state_at(body.kind, stored, body.at_seq, at_time))
-        result = {
-            "object_id": object_id,
-            "kind": body.kind,
-            "events": [entry(s) for s in stored],
-            "state": state,
-        }
-        return result, seq
+        result = HistoryResult(
+            object_id=object_id,
+            kind=body.kind,
+            events=[entry(s) for s in stored],
+            state=state,
+        )
+        return result.model_dump(), seq
 
     def _current(self, kind: str, object_id: str) -> dict[str, Any] | None:
         p = self.c.projection

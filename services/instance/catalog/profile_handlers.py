@@ -50,7 +50,8 @@ class ProfileHandlers:
         return state
 
     def _result(self, state: ProfileState) -> dict[str, Any]:
-        return {"object": self.c.projection.profile_view(state), "etag": state.etag}
+        view = self.c.projection.profile_view(state)
+        return wire.ObjectResult(object=view, etag=state.etag).model_dump()
 
     # -- queries -------------------------------------------------------------------------
 
@@ -99,7 +100,7 @@ class ProfileHandlers:
             seq = await decide_and_append(self.c.store, decision)
             revert.success()
         state = agg.from_event(decided[-1][-1])
-        return {"object": self.c.projection.profile_view(state), "etag": state.etag}, seq
+        return self._result(state), seq
 
     async def update(self, body: wire.UpdateProfile, meta: RequestMeta) -> tuple[Any, int]:
         decided: list[tuple[ProfileState, Sequence[Event]]] = []
@@ -124,7 +125,7 @@ class ProfileHandlers:
 
         seq = await decide_and_append(self.c.store, decision)
         new = agg.from_event(decided[-1][1][-1])
-        return {"object": self.c.projection.profile_view(new), "etag": new.etag}, seq
+        return self._result(new), seq
 
     async def rename(self, body: wire.RenameObject, meta: RequestMeta) -> tuple[Any, int]:
         cmd_meta = self.c.meta(meta)

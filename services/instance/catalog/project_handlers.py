@@ -60,7 +60,8 @@ class ProjectHandlers:
     async def _result(self, name: str) -> tuple[dict[str, Any], int]:
         seq = await self.c.fresh()
         state = self._project(name)
-        return {"object": self.c.projection.project_view(state), "etag": state.etag}, seq
+        view = self.c.projection.project_view(state)
+        return wire.ObjectResult(object=view, etag=state.etag).model_dump(), seq
 
     async def _sync_default_profile(self, state: ProjectState, cmd: CommandMeta) -> None:
         """Make the project's own ``default`` profile exist exactly when it should."""
@@ -159,7 +160,7 @@ class ProjectHandlers:
             resources={"projects": [object_url("projects", body.name)]},
             operation_id=_operation_id(meta.correlation_id),
         )
-        return {"operation": final}, await self.c.store.last_seq()
+        return wire.OperationResult(operation=final).model_dump(), await self.c.store.last_seq()
 
     def _rename_command(
         self, state: ProjectState, body: wire.RenameObject, cmd_meta: CommandMeta
