@@ -169,7 +169,8 @@ class ProjectionRunner:
                 "state": self.projection.dump(),
             }
         )
-        tmp = path.with_suffix(".tmp")
+        # Replicas sharing a WARREN_DIR write the same snapshot: each uses its own temp file.
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()

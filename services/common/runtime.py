@@ -33,6 +33,11 @@ class ServiceRuntime:
         self.bus: Bus | None = None
         self.store: EventStore | None = None
         self._stopping = asyncio.Event()
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
+
+    def on_stop(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` at shutdown, after endpoints stop taking requests (newest first)."""
+        self._on_stop.append(hook)
 
     def add_projection(self, projection: Projection) -> ProjectionRunner:
         runner = ProjectionRunner(self._store(), projection, self.settings.snapshot_dir / self.name)
@@ -66,6 +71,11 @@ class ServiceRuntime:
     async def stop(self) -> None:
         """Stop taking requests, finish what is in flight, snapshot, close."""
         await self.endpoints.stop()
+        for hook in reversed(self._on_stop):
+            try:
+                await hook()
+            except Exception:
+                log.exception("%s: stop hook failed", self.name)
         for reaction in self.reactions:
             await reaction.stop()
         for runner in self.projections:

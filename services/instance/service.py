@@ -28,6 +28,7 @@ async def setup(runtime: ServiceRuntime) -> Catalog:
     projection = CatalogProjection()
     runner = runtime.add_projection(projection)
     operations = OperationRecorder(runtime.bus.nc, store, runtime.settings.node)
+    runtime.on_stop(operations.stop)
     catalog = Catalog(store, runner, projection, operations, runtime.settings.node)
     ProfileHandlers(catalog).register(runtime.endpoints)
     ProjectHandlers(catalog).register(runtime.endpoints)
