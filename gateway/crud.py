@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from gateway import context, responses
 from gateway.state import state
-from schemas.catalog import ByName, ListQuery, RenameObject
+from schemas.catalog import ByName, ListQuery, ObjectResult, RenameObject
 from schemas.lxd.catalog import RenamePost
 from schemas.messages import RequestMeta
 
@@ -78,8 +78,10 @@ class Family:
     async def get(self, request: web.Request) -> web.Response:
         meta = self.meta(request)
         name = request.match_info["name"]
-        result = await self.ask(request, self.get_subject, ByName(name=name), meta)
-        return responses.sync(result["object"], etag=result.get("etag"))
+        result = ObjectResult.model_validate(
+            await self.ask(request, self.get_subject, ByName(name=name), meta)
+        )
+        return responses.sync(result.object, etag=result.etag)
 
     async def put(self, request: web.Request) -> web.Response:
         return await self._update(request, "put")

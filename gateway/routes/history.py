@@ -8,15 +8,13 @@ owning the kind answers from the log; a deleted object's history stays reachable
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
 
 from gateway import context, responses
 from gateway.state import state
 from schemas import subjects
-from schemas.catalog import HistoryEntry, HistoryQuery
+from schemas.catalog import HistoryQuery, HistoryResult
 from schemas.errors import BadRequest, NotFound
 
 EXTENSIONS: tuple[str, ...] = ("warren_history",)
@@ -28,15 +26,6 @@ KIND_SUBJECTS: dict[str, str] = {
 }
 
 routes = web.RouteTableDef()
-
-
-class History(BaseModel):
-    """The response metadata."""
-
-    object_id: str
-    kind: str
-    events: list[HistoryEntry] = Field(default_factory=list)
-    state: dict[str, Any] | None = None
 
 
 def parse_at(raw: str | None) -> tuple[int | None, str | None]:
@@ -72,4 +61,4 @@ async def history_get(request: web.Request) -> web.Response:
     if kind == "project":
         meta.project = context.DEFAULT_PROJECT
     result = await state(request).bus.request(subject, query.model_dump(), meta)
-    return responses.sync(History.model_validate(result).model_dump())
+    return responses.sync(HistoryResult.model_validate(result).model_dump())

@@ -19,7 +19,14 @@ from gateway.crud import Family
 from gateway.hub import timestamp
 from gateway.state import state
 from schemas import subjects
-from schemas.catalog import ByName, CreateProject, RenameObject, UpdateProject
+from schemas.catalog import (
+    ByName,
+    CreateProject,
+    ObjectResult,
+    OperationResult,
+    RenameObject,
+    UpdateProject,
+)
 from schemas.lxd.catalog import RenamePost
 from schemas.lxd.event import Event
 from schemas.lxd.operation import STATUS_TEXT, Operation, StatusCode
@@ -56,10 +63,11 @@ async def rename(request: web.Request) -> web.Response:
     body = RenameObject(name=request.match_info["name"], new_name=post.name)
     reply = await st.bus.request_reply(subjects.PROJECTS_RENAME, body.model_dump(), meta)
     result = reply.unwrap()
-    if isinstance(result, dict) and isinstance(result.get("operation"), dict):
+    if result is not None:
         # The service recorded the operation: answer once this replica has read it.
+        recorded = OperationResult.model_validate(result).operation
         await st.reader.wait_for(reply.seq)
-        return responses.operation(result["operation"])
+        return responses.operation(recorded)
     stamp = _now()
     op = Operation(
         id=op_id,
@@ -142,4 +150,4 @@ async def state_get(request: web.Request) -> web.Response:
     meta = PROJECTS.meta(request)
     body = ByName(name=request.match_info["name"])
     result = await state(request).bus.request(subjects.PROJECTS_GET, body.model_dump(), meta)
-    return responses.sync(project_state(result["object"]))
+    return responses.sync(project_state(ObjectResult.model_validate(result).object))
