@@ -58,16 +58,6 @@ class OperationsView:
         record.changed = asyncio.Event()
         return record.op
 
-    def remember_local(self, op: dict[str, Any], project: str) -> None:
-        """Keep an operation this replica answered by itself (already finished, not in the log).
-
-        Used where LXD is asynchronous but Warren finished the work synchronously; only the
-        replica that answered knows it, for the retention window.
-        """
-        now = time.time()
-        final = is_final(int(op.get("status_code", 0)))
-        self._ops[op["id"]] = Record(op=op, project=project, finished_at=now if final else None)
-
     def _visible(self, record: Record, now: float) -> bool:
         return record.finished_at is None or now - record.finished_at < self.retention_s
 

@@ -1,22 +1,20 @@
 """``/1.0/projects``: LXD projects, owned by the instance service.
 
 Renaming a project is asynchronous in LXD (202 + operation) and the ``lxc`` client waits on
-that operation, so the rename answers with one: the operation the service recorded in the log
-if it returns one, else a finished operation describing the rename it just completed.
+that operation: the service records it in the log under the id the gateway chose (the
+request's correlation id), so every gateway replica can serve it.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from gateway import context, responses
 from gateway.crud import Family
-from gateway.hub import timestamp
 from gateway.state import state
 from schemas import subjects
 from schemas.catalog import (
@@ -28,8 +26,6 @@ from schemas.catalog import (
     UpdateProject,
 )
 from schemas.lxd.catalog import RenamePost
-from schemas.lxd.event import Event
-from schemas.lxd.operation import STATUS_TEXT, Operation, StatusCode
 
 EXTENSIONS: tuple[str, ...] = ("projects", "project_usage")
 
@@ -50,10 +46,6 @@ PROJECTS = Family(
 routes = PROJECTS.routes(rename=False)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
 @routes.post("/1.0/projects/{name}")
 async def rename(request: web.Request) -> web.Response:
     st = state(request)
@@ -62,26 +54,10 @@ async def rename(request: web.Request) -> web.Response:
     post, _ = await context.body(request, RenamePost)
     body = RenameObject(name=request.match_info["name"], new_name=post.name)
     reply = await st.bus.request_reply(subjects.PROJECTS_RENAME, body.model_dump(), meta)
-    result = reply.unwrap()
-    if result is not None:
-        # The service recorded the operation: answer once this replica has read it.
-        recorded = OperationResult.model_validate(result).operation
-        await st.reader.wait_for(reply.seq)
-        return responses.operation(recorded)
-    stamp = _now()
-    op = Operation(
-        id=op_id,
-        class_="task",
-        description="Renaming project",
-        created_at=stamp,
-        updated_at=stamp,
-        status=STATUS_TEXT[StatusCode.SUCCESS],
-        status_code=StatusCode.SUCCESS,
-        resources={"projects": [context.url("projects", post.name)]},
-    ).to_lxd()
-    st.operations.remember_local(op, project=post.name)
-    st.hub.publish(Event(type="operation", timestamp=timestamp(), metadata=op, project=post.name))
-    return responses.operation(op)
+    recorded = OperationResult.model_validate(reply.unwrap()).operation
+    # Answer once this replica has read the operation, so a GET of it right after works.
+    await st.reader.wait_for(reply.seq)
+    return responses.operation(recorded)
 
 
 # LXD's project state reports these resources, each with a limit (-1: none) and a usage.
