@@ -79,6 +79,7 @@ class Gateway:
         self.state: GatewayState | None = None
         self._runner: web.AppRunner | None = None
         self._log_handler: HubLogHandler | None = None
+        self._listening = False
 
     async def start(self) -> None:
         settings = self.settings
@@ -101,6 +102,7 @@ class Gateway:
         clear_stale_socket(path)
         site = web.UnixSite(self._runner, str(path))
         await site.start()
+        self._listening = True
         os.chmod(path, 0o660)
         log.info("LXD API listening on %s", path)
 
@@ -112,23 +114,34 @@ class Gateway:
         if self.state is not None:
             await self.state.reader.stop()
             await self.state.bus.close()
-        with contextlib.suppress(FileNotFoundError):
-            # Only our own socket: a replacement may already listen on a new one.
-            if self._runner is not None:
+        if self._listening:
+            # Only a socket this process bound (never another live gateway's).
+            with contextlib.suppress(FileNotFoundError):
                 self.settings.socket_path.unlink()
+            self._listening = False
 
 
 async def serve(settings: GatewaySettings) -> None:
-    """Run until SIGTERM or SIGINT, then stop cleanly."""
+    """Run until SIGTERM or SIGINT, then stop cleanly (also while still starting)."""
     gateway = Gateway(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await gateway.start()
+    # Starting can wait a long time for NATS; a stop request must not wait for it.
+    starting = asyncio.create_task(gateway.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
     try:
-        await stop.wait()
+        if starting.done():
+            starting.result()  # a failed start ends the process with its error
+            await stopping
+        else:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
     finally:
+        stopping.cancel()
         log.info("stopping")
         await gateway.stop()
 
