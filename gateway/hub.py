@@ -81,7 +81,8 @@ def timestamp(when: datetime | None = None) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_LEVELS = {"WARNING": "warn", "CRITICAL": "crit"}
+#: Python level names -> the logrus names LXD (and ``lxc monitor --loglevel``) use.
+_LEVELS = {"WARNING": "warning", "CRITICAL": "fatal"}
 
 
 class HubLogHandler(logging.Handler):
