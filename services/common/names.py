@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from schemas import events, subjects
-from schemas.envelope import Event, utcnow
+from schemas.envelope import Event, StoredEvent, utcnow
 from schemas.errors import Conflict
 from services.common.eventstore import EventStore, WrongSequence
 
@@ -47,6 +47,14 @@ class NameRegistry:
         name now (a claim left by a crash between claim and create is not honoured forever).
         """
         key = name_key(self.kind, scope, name)
+        payload = {"kind": self.kind, "scope": scope, "name": name, "owner": owner}
+        # Most names were never used: claim blind first, and only read the name's subject
+        # when that append finds history there (one round trip saved on the common path).
+        try:
+            await self._append(key, events.NAME_CLAIMED, payload, meta, None)
+            return
+        except WrongSequence:
+            pass
         last = await self.store.last(subjects.event(NAME_AGGREGATE, key))
         if last is not None and last.event.type == events.NAME_CLAIMED:
             holder = last.event.payload["owner"]
@@ -55,18 +63,29 @@ class NameRegistry:
             fresh = utcnow() - last.event.occurred_at < IN_FLIGHT
             if fresh or owner_has_name(holder, name):
                 raise Conflict(f"{self.kind.capitalize()} {name!r} already exists")
-        claim = Event(
-            type=events.NAME_CLAIMED,
+        try:
+            await self._append(key, events.NAME_CLAIMED, payload, meta, last)
+        except WrongSequence as exc:
+            raise Conflict(f"{self.kind.capitalize()} {name!r} already exists") from exc
+
+    async def _append(
+        self,
+        key: str,
+        event_type: str,
+        payload: dict[str, str],
+        meta: dict[str, str | None],
+        last: StoredEvent | None,
+    ) -> None:
+        """Append to the name's subject, expecting ``last`` to be its newest event."""
+        event = Event(
+            type=event_type,
             aggregate=NAME_AGGREGATE,
             aggregate_id=key,
             version=(last.event.version + 1) if last else 1,
-            payload={"kind": self.kind, "scope": scope, "name": name, "owner": owner},
+            payload=payload,
             **meta,
         )
-        try:
-            await self.store.append([claim], expected_seq=last.seq if last else 0)
-        except WrongSequence as exc:
-            raise Conflict(f"{self.kind.capitalize()} {name!r} already exists") from exc
+        await self.store.append([event], expected_seq=last.seq if last else 0)
 
     async def release(self, scope: str, name: str, owner: str, meta: dict[str, str | None]) -> None:
         """Give up ``name`` if ``owner`` still holds it."""
@@ -76,15 +95,8 @@ class NameRegistry:
             return
         if last.event.payload["owner"] != owner:
             return
-        release = Event(
-            type=events.NAME_RELEASED,
-            aggregate=NAME_AGGREGATE,
-            aggregate_id=key,
-            version=last.event.version + 1,
-            payload={"kind": self.kind, "scope": scope, "name": name, "owner": owner},
-            **meta,
-        )
+        payload = {"kind": self.kind, "scope": scope, "name": name, "owner": owner}
         try:
-            await self.store.append([release], expected_seq=last.seq)
+            await self._append(key, events.NAME_RELEASED, payload, meta, last)
         except WrongSequence:
             return  # someone else claimed it after us: nothing of ours to release
