@@ -96,6 +96,7 @@ class ProjectionRunner:
         )
         self.snapshot_every = snapshot_every
         self._since_snapshot = 0
+        self._caught_up = False
         self._sub: Any = None
 
     async def start(self) -> None:
@@ -104,6 +105,7 @@ class ProjectionRunner:
         target = await self.store.last_seq()
         await self._follow()
         await self.projection.wait_for(target, timeout=600)
+        self._caught_up = True
         self.save_snapshot()
 
     async def barrier(self) -> int:
@@ -116,7 +118,8 @@ class ProjectionRunner:
         async def on_msg(msg: Any) -> None:
             self.projection.feed(msg.metadata.sequence.stream, msg.subject, msg.data)
             self._since_snapshot += 1
-            if self._since_snapshot >= self.snapshot_every:
+            # During the first catch-up one snapshot at the end is enough.
+            if self._caught_up and self._since_snapshot >= self.snapshot_every:
                 self.save_snapshot()
 
         start = self.projection.applied_seq + 1
@@ -158,6 +161,7 @@ class ProjectionRunner:
 
     def save_snapshot(self) -> None:
         """Write the state atomically with the stream sequence it covers."""
+        self._since_snapshot = 0
         path = self.snapshot_path
         if path is None or self.projection.applied_seq == 0:
             return
@@ -176,4 +180,3 @@ class ProjectionRunner:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        self._since_snapshot = 0
