@@ -14,8 +14,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from gateway_harness import GatewayHarness
 
-from gateway.testing import GatewayHarness
 from schemas import codec, subjects
 from schemas.client import Bus
 from schemas.errors import NotFound

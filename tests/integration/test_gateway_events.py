@@ -9,8 +9,8 @@ import uuid
 
 import aiohttp
 import pytest
+from gateway_harness import GatewayHarness
 
-from gateway.testing import GatewayHarness
 from schemas import codec, events, subjects
 from schemas.client import Bus
 from schemas.envelope import Event

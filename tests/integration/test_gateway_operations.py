@@ -7,8 +7,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from gateway_harness import GatewayHarness
 
-from gateway.testing import GatewayHarness
 from schemas import codec, events, subjects
 from schemas.client import Bus
 from schemas.envelope import Event
