@@ -1,0 +1,1 @@
+"""Storage: pools and volumes on this node (drivers now; the service comes later)."""

@@ -1,0 +1,185 @@
+"""The ``btrfs`` driver: image volumes are read-only subvolumes, instances their snapshots.
+
+The pool lives on a block device (``source=/dev/...``), on a loop file the driver creates
+(no source; ``size=``, default 5GiB, at ``$WARREN_DIR/disks/<pool>.img``), or in an existing
+directory on a btrfs filesystem (``source=<dir>``). Unprivileged instances get an idmapped
+bind of their snapshot's ``rootfs/`` over itself: files stay owned by 0 on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.errors import BadRequest, Conflict
+from services.common.revert import Reverter
+from services.storage import mounts
+from services.storage.drivers.base import (
+    Capabilities,
+    PoolUsage,
+    StorageError,
+    host,
+    parse_size,
+    run,
+)
+from services.storage.drivers.dir import statvfs_usage
+from services.storage.drivers.layout import LayoutDriver, remove_tree
+from services.storage.idmap import IdMap, idmapped_bind
+
+MIN_SIZE = 128 * 1024 * 1024  # mkfs.btrfs refuses much smaller filesystems
+BTRFS_ROOT_INO = 256  # every subvolume's root directory has this inode number
+
+
+class BtrfsConfig(BaseModel):
+    """Config keys of a ``btrfs`` pool."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str | None = None
+    size: str | None = None
+
+
+def is_subvolume(path: Path) -> bool:
+    return path.is_dir() and os.stat(path).st_ino == BTRFS_ROOT_INO
+
+
+def delete_subvolume(path: Path) -> None:
+    """Unmount anything inside, then delete the subvolume (a plain directory is rmtree'd)."""
+    mounts.umount_all(path)
+    if mounts.mounts_under(path):
+        raise StorageError(f"{path} is still mounted")
+    if is_subvolume(path):
+        run(["btrfs", "-q", "subvolume", "delete", str(path)])
+    else:
+        remove_tree(path)
+
+
+class BtrfsDriver(LayoutDriver):
+    """A pool on a btrfs filesystem."""
+
+    driver = "btrfs"
+    capabilities = Capabilities(
+        cow_clone="snapshot",
+        rootfs_shift="idmapped-mount",
+        supports_quotas=False,
+        clone_needs_image=False,
+    )
+    config_model: ClassVar[type[BaseModel]] = BtrfsConfig
+
+    @property
+    def kind(self) -> Literal["loop", "device", "dir"]:
+        source = self.settings.source
+        if not source or (Path(source).is_file() and not Path(source).is_dir()):
+            return "loop"
+        path = Path(source)
+        if path.exists() and stat.S_ISBLK(os.stat(path).st_mode):
+            return "device"
+        return "dir"
+
+    @property
+    def backing(self) -> Path:
+        source = self.settings.source
+        return Path(source) if source else self.warren_dir / "disks" / f"{self.pool}.img"
+
+    @property
+    def root(self) -> Path:
+        if self.kind == "dir":
+            return Path(self.settings.source)
+        return self.warren_dir / "storage-pools" / self.pool
+
+    # -- pool lifecycle --------------------------------------------------------------------
+
+    async def create(self) -> dict[str, str]:
+        kind, root = self.kind, self.root
+        config = dict(self.config)
+        async with Reverter() as revert:
+            if kind == "dir":
+                if not root.is_dir() or await host(mounts.fs_type, root) != "btrfs":
+                    raise BadRequest(f"Storage pool source {root} is not a directory on btrfs")
+            else:
+                if kind == "loop":
+                    size = parse_size(self.settings.size or "5GiB")
+                    if size < MIN_SIZE:
+                        raise BadRequest(f"Storage pool size must be at least {MIN_SIZE} bytes")
+                    if self.backing.exists():
+                        raise Conflict(f"Loop file {self.backing} already exists")
+                    await host(self._make_loop_file, size)
+                    revert.add(lambda: host(self.backing.unlink, True))
+                    config.update(source=str(self.backing), size=str(size))
+                await host(run, ["mkfs.btrfs", "-q", "-L", self.pool, config["source"]])
+                if root.exists():
+                    raise Conflict(f"Storage pool mount point {root} already exists")
+                await host(lambda: root.mkdir(parents=True))
+                revert.add(lambda: host(root.rmdir))
+                await host(self._mount_fs)
+                revert.add(lambda: host(mounts.umount, root))
+            await host(self._make_layout)
+            revert.success()
+        return config
+
+    def _make_loop_file(self, size: int) -> None:
+        self.backing.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.backing, "xb") as f:
+            f.truncate(size)  # sparse: blocks are allocated as the filesystem fills
+
+    def _mount_fs(self) -> None:
+        # mount(8) sets up the loop device with autoclear: the last umount releases it.
+        options = ["-o", "loop"] if self.kind == "loop" else []
+        run(["mount", "-t", "btrfs", *options, str(self.backing), str(self.root)])
+
+    async def delete(self) -> None:
+        if await host(self._has_volumes):
+            raise Conflict(f"Storage pool {self.pool} is currently in use")
+        if self.kind == "dir":
+            for sub in ("images", "containers"):
+                await host(delete_subvolume, self.root / sub)
+            return
+        await self.unmount()
+        if self.root.is_dir():
+            await host(self.root.rmdir)
+        if self.kind == "loop":
+            await host(self.backing.unlink, True)
+
+    async def mount(self) -> None:
+        if self.kind != "dir" and not await host(mounts.is_mount, self.root):
+            await host(lambda: self.root.mkdir(parents=True, exist_ok=True))
+            await host(self._mount_fs)
+        if not self.root.is_dir():
+            raise StorageError(f"Storage pool {self.pool}: {self.root} is missing")
+        await host(self._make_layout)
+        await host(self._drop_half_made)
+
+    async def unmount(self) -> None:
+        if self.kind != "dir" and await host(mounts.is_mount, self.root):
+            await host(mounts.umount, self.root)
+
+    async def usage(self) -> PoolUsage:
+        return await host(statvfs_usage, self.root)
+
+    # -- host hooks ------------------------------------------------------------------------
+
+    def _make_image_dir(self, path: Path) -> None:
+        run(["btrfs", "-q", "subvolume", "create", str(path)])
+
+    def _publish_image(self, tmp: Path, final: Path) -> None:
+        # A read-only snapshot appears under its final name in one step; the filled
+        # temporary subvolume then goes.
+        run(["btrfs", "-q", "subvolume", "snapshot", "-r", str(tmp), str(final)])
+        delete_subvolume(tmp)
+
+    def _remove_image_dir(self, path: Path) -> None:
+        delete_subvolume(path)
+
+    def _clone(self, image: Path, volume: Path, idmap: IdMap | None) -> None:
+        run(["btrfs", "-q", "subvolume", "snapshot", str(image), str(volume)])
+
+    def _mount(self, image: Path, volume: Path, idmap: IdMap | None) -> None:
+        if idmap:
+            rootfs = volume / "rootfs"
+            idmapped_bind(rootfs, rootfs, idmap)
+
+    def _remove_instance_dir(self, volume: Path) -> None:
+        delete_subvolume(volume)

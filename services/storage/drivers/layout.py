@@ -1,0 +1,259 @@
+"""The on-disk layout both drivers share, and the volume logic built on it.
+
+Inside a pool's root::
+
+    images/<fingerprint>/         committed image volumes (rootfs/ + image metadata)
+    images/.tmp-<fp>-<random>/    an image volume being filled: never listed, never cloned
+    containers/<name>/            instance volumes; <name>/rootfs is what LXC gets
+    containers/<name>.json        the instance volume's record, written last: a directory
+                                  without it is half-made and removed at the next pool mount
+
+Drivers supply the host operations (make, publish, clone, mount, remove) as blocking hooks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from abc import abstractmethod
+from pathlib import Path
+
+from schemas.errors import BadRequest, Conflict, NotFound
+from services.common.revert import Reverter
+from services.storage import mounts
+from services.storage.drivers.base import (
+    PendingImage,
+    StorageDriver,
+    VolumeInfo,
+    check_fingerprint,
+    check_volume_name,
+    host,
+)
+from services.storage.idmap import IdMap
+
+TMP_PREFIX = ".tmp-"
+
+
+def tree_bytes(path: Path) -> int:
+    """Disk bytes used by a tree (hard links counted once, mount points not crossed)."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    root_dev = os.lstat(path).st_dev
+    stack = [str(path)]
+    while stack:
+        for entry in os.scandir(stack.pop()):
+            st = entry.stat(follow_symlinks=False)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+            if entry.is_dir(follow_symlinks=False) and st.st_dev == root_dev:
+                stack.append(entry.path)
+    return total
+
+
+class LayoutDriver(StorageDriver):
+    """Volume bookkeeping shared by the drivers; subclasses implement the host hooks."""
+
+    @property
+    @abstractmethod
+    def root(self) -> Path:
+        """The directory holding ``images/`` and ``containers/``."""
+
+    # -- hooks (blocking; called in a thread) ----------------------------------------------
+
+    @abstractmethod
+    def _make_image_dir(self, path: Path) -> None: ...
+
+    @abstractmethod
+    def _publish_image(self, tmp: Path, final: Path) -> None:
+        """Make ``final`` appear complete in one step (then ``tmp`` is gone)."""
+
+    @abstractmethod
+    def _remove_image_dir(self, path: Path) -> None: ...
+
+    @abstractmethod
+    def _clone(self, image: Path, volume: Path, idmap: IdMap | None) -> None: ...
+
+    @abstractmethod
+    def _mount(self, image: Path, volume: Path, idmap: IdMap | None) -> None:
+        """Mount ``volume/rootfs`` as the instance sees it (a no-op if nothing to mount)."""
+
+    @abstractmethod
+    def _remove_instance_dir(self, volume: Path) -> None: ...
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def image_dir(self, fingerprint: str) -> Path:
+        return self.root / "images" / check_fingerprint(fingerprint)
+
+    def volume_dir(self, name: str) -> Path:
+        return self.root / "containers" / check_volume_name(name)
+
+    def _record(self, name: str) -> Path:
+        return self.root / "containers" / f"{check_volume_name(name)}.json"
+
+    def _read_record(self, name: str) -> dict:
+        try:
+            return json.loads(self._record(name).read_text())
+        except FileNotFoundError:
+            message = f"Storage volume container/{name} not found in pool {self.pool}"
+            raise NotFound(message) from None
+
+    def _make_layout(self) -> None:
+        for sub in ("images", "containers"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def _has_volumes(self) -> bool:
+        return any(
+            not entry.name.startswith(".")
+            for sub in ("images", "containers")
+            if (self.root / sub).is_dir()
+            for entry in os.scandir(self.root / sub)
+        )
+
+    def _drop_half_made(self) -> None:
+        """Remove what a crash left: pending image volumes and unrecorded instance volumes."""
+        images, containers = self.root / "images", self.root / "containers"
+        for entry in os.scandir(images):
+            if entry.name.startswith(TMP_PREFIX):
+                self._remove_image_dir(Path(entry.path))
+        for entry in os.scandir(containers):
+            if entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)  # a record write that never got renamed into place
+            elif (
+                entry.is_dir(follow_symlinks=False)
+                and not (containers / f"{entry.name}.json").exists()
+            ):
+                mounts.umount_all(Path(entry.path))
+                self._remove_instance_dir(Path(entry.path))
+
+    # -- image volumes ---------------------------------------------------------------------
+
+    async def begin_image_volume(self, fingerprint: str) -> PendingImage:
+        final = self.image_dir(fingerprint)
+        if final.exists():
+            raise Conflict(f"Image volume {fingerprint} already exists in pool {self.pool}")
+        tmp = final.with_name(f"{TMP_PREFIX}{fingerprint}-{secrets.token_hex(4)}")
+        await host(self._make_image_dir, tmp)
+        return PendingImage(fingerprint=fingerprint, path=tmp)
+
+    async def commit_image_volume(self, pending: PendingImage) -> None:
+        final = self.image_dir(pending.fingerprint)
+        if not (pending.path / "rootfs").is_dir():
+            raise BadRequest(f"Image volume {pending.fingerprint} has no rootfs directory")
+        if final.exists():
+            raise Conflict(f"Image volume {pending.fingerprint} already exists in pool {self.pool}")
+        await host(self._publish_image, pending.path, final)
+
+    async def abort_image_volume(self, pending: PendingImage) -> None:
+        if pending.path.exists():
+            await host(self._remove_image_dir, pending.path)
+
+    async def delete_image_volume(self, fingerprint: str) -> None:
+        path = self.image_dir(fingerprint)
+        if not path.exists():
+            raise NotFound(f"Storage volume image/{fingerprint} not found in pool {self.pool}")
+        if self.capabilities.clone_needs_image:
+            users = [n for n, image in await self._instance_volumes() if image == fingerprint]
+            if users:
+                raise Conflict(f"Image volume {fingerprint} is in use by {', '.join(users)}")
+        await host(self._remove_image_dir, path)
+
+    # -- instance volumes ------------------------------------------------------------------
+
+    async def create_instance_volume(
+        self, name: str, fingerprint: str, idmap: IdMap | None = None
+    ) -> None:
+        volume, record = self.volume_dir(name), self._record(name)
+        image = self.image_dir(fingerprint)
+        if volume.exists() or record.exists():
+            raise Conflict(f"Storage volume container/{name} already exists in pool {self.pool}")
+        if not image.is_dir():
+            raise NotFound(f"Storage volume image/{fingerprint} not found in pool {self.pool}")
+        data = {"image": fingerprint, "idmap": [idmap.host_base, idmap.count] if idmap else None}
+        async with Reverter() as revert:
+            revert.add(lambda: host(self._remove_instance_dir, volume))
+            await host(self._clone, image, volume, idmap)
+            # The record is the commit point: without it the directory counts as half-made.
+            await host(_write_atomic, record, json.dumps(data))
+            revert.success()
+
+    def _volume_args(self, name: str) -> tuple[Path, Path, IdMap | None]:
+        data = self._read_record(name)
+        idmap = IdMap(*data["idmap"]) if data["idmap"] else None
+        return self.image_dir(data["image"]), self.volume_dir(name), idmap
+
+    async def mount_instance_volume(self, name: str) -> Path:
+        image, volume, idmap = self._volume_args(name)
+        rootfs = volume / "rootfs"
+        if not await host(mounts.is_mount, rootfs):
+            async with Reverter() as revert:
+                revert.add(lambda: host(mounts.umount_all, volume))
+                await host(self._mount, image, volume, idmap)
+                revert.success()
+        return rootfs
+
+    async def unmount_instance_volume(self, name: str) -> None:
+        self._read_record(name)
+        await host(mounts.umount_all, self.volume_dir(name))
+
+    async def delete_instance_volume(self, name: str) -> None:
+        self._read_record(name)
+        volume = self.volume_dir(name)
+        await host(mounts.umount_all, volume)
+        # Record first: if removing the tree fails, the next pool mount finishes the job.
+        await host(self._record(name).unlink)
+        await host(self._remove_instance_dir, volume)
+
+    # -- listing ---------------------------------------------------------------------------
+
+    async def _instance_volumes(self) -> list[tuple[str, str]]:
+        def scan() -> list[tuple[str, str]]:
+            out = []
+            for entry in sorted(os.scandir(self.root / "containers"), key=lambda e: e.name):
+                if entry.name.endswith(".json") and not entry.name.startswith("."):
+                    image = json.loads(Path(entry.path).read_text())["image"]
+                    out.append((entry.name.removesuffix(".json"), image))
+            return out
+
+        return await host(scan)
+
+    async def list_volumes(self, *, usage: bool = False) -> list[VolumeInfo]:
+        def scan() -> list[VolumeInfo]:
+            images = sorted(
+                e.name for e in os.scandir(self.root / "images") if not e.name.startswith(".")
+            )
+            out = [
+                VolumeInfo(
+                    type="image",
+                    name=fp,
+                    used_bytes=tree_bytes(self.image_dir(fp)) if usage else None,
+                )
+                for fp in images
+            ]
+            return out
+
+        volumes = await host(scan)
+        for name, _image in await self._instance_volumes():
+            used = await host(self._instance_bytes, self.volume_dir(name)) if usage else None
+            volumes.append(VolumeInfo(type="container", name=name, used_bytes=used))
+        return volumes
+
+    def _instance_bytes(self, volume: Path) -> int:
+        """Bytes the instance volume itself holds (overridden where clones share data)."""
+        return tree_bytes(volume)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that accepts a missing path (undo steps may run before the path exists)."""
+    if path.exists():
+        shutil.rmtree(path)
