@@ -95,6 +95,30 @@ async def test_btrfs_loop_pool_leaves_no_loop_device(tmp_path: Path):
         force_cleanup(warren_dir)
 
 
+async def test_btrfs_pool_in_a_directory_on_btrfs(tmp_path: Path):
+    warren_dir = tmp_path / "warren"
+    outer = new_pool("btrfs", warren_dir)
+    try:
+        await outer.create()
+        source = outer.root / "nested"  # type: ignore[attr-defined]
+        source.mkdir()
+        inner = DRIVERS["btrfs"]("inner", {"source": str(source)}, warren_dir)
+        assert await inner.create() == {"source": str(source)}
+        async with inner.build_image_volume(FINGERPRINT) as path:
+            make_rootfs(path)
+        await inner.create_instance_volume("c1", FINGERPRINT, IdMap())
+        rootfs = await inner.mount_instance_volume("c1")
+        assert os.stat(rootfs / "bin" / "tool").st_uid == HOST_ROOT
+        await inner.delete_instance_volume("c1")
+        await inner.delete_image_volume(FINGERPRINT)
+        await inner.delete()
+        assert os.listdir(source) == []
+        await outer.delete()
+        assert mounted_below(warren_dir) == []
+    finally:
+        force_cleanup(warren_dir)
+
+
 async def test_image_volume_keeps_files_modes_owners_and_symlinks(image_pool: StorageDriver):
     rootfs = rootfs_of_image(image_pool)
     tool = os.lstat(rootfs / "bin" / "tool")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -69,18 +70,20 @@ class BtrfsDriver(LayoutDriver):
     )
     config_model: ClassVar[type[BaseModel]] = BtrfsConfig
 
-    @property
-    def kind(self) -> Literal["loop", "device", "dir"]:
+    def __init__(self, pool: str, config: Mapping[str, str], warren_dir: Path) -> None:
+        super().__init__(pool, config, warren_dir)
+        self.kind = self._kind()
+
+    def _kind(self) -> Literal["loop", "device", "dir"]:
         source = self.settings.source
-        if not source or (Path(source).is_file() and not Path(source).is_dir()):
+        if not source:
             return "loop"
-        path = Path(source)
-        if path.exists() and stat.S_ISBLK(os.stat(path).st_mode):
-            return "device"
-        return "dir"
+        mode = os.stat(source).st_mode if os.path.exists(source) else 0
+        return "loop" if stat.S_ISREG(mode) else "device" if stat.S_ISBLK(mode) else "dir"
 
     @property
     def backing(self) -> Path:
+        """The loop file or block device holding the filesystem."""
         source = self.settings.source
         return Path(source) if source else self.warren_dir / "disks" / f"{self.pool}.img"
 
@@ -93,26 +96,21 @@ class BtrfsDriver(LayoutDriver):
     # -- pool lifecycle --------------------------------------------------------------------
 
     async def create(self) -> dict[str, str]:
-        kind, root = self.kind, self.root
+        root = self.root
         config = dict(self.config)
         async with Reverter() as revert:
-            if kind == "dir":
-                if not root.is_dir() or await host(mounts.fs_type, root) != "btrfs":
-                    raise BadRequest(f"Storage pool source {root} is not a directory on btrfs")
+            if self.kind == "dir":
+                await host(self._check_btrfs_dir)
             else:
-                if kind == "loop":
+                if self.kind == "loop":
                     size = parse_size(self.settings.size or "5GiB")
                     if size < MIN_SIZE:
                         raise BadRequest(f"Storage pool size must be at least {MIN_SIZE} bytes")
-                    if self.backing.exists():
-                        raise Conflict(f"Loop file {self.backing} already exists")
                     await host(self._make_loop_file, size)
                     revert.add(lambda: host(self.backing.unlink, True))
                     config.update(source=str(self.backing), size=str(size))
-                await host(run, ["mkfs.btrfs", "-q", "-L", self.pool, config["source"]])
-                if root.exists():
-                    raise Conflict(f"Storage pool mount point {root} already exists")
-                await host(lambda: root.mkdir(parents=True))
+                await host(run, ["mkfs.btrfs", "-q", "-L", self.pool, str(self.backing)])
+                await host(self._make_mount_point)
                 revert.add(lambda: host(root.rmdir))
                 await host(self._mount_fs)
                 revert.add(lambda: host(mounts.umount, root))
@@ -120,10 +118,23 @@ class BtrfsDriver(LayoutDriver):
             revert.success()
         return config
 
+    def _check_btrfs_dir(self) -> None:
+        if not self.root.is_dir() or mounts.fs_type(self.root) != "btrfs":
+            raise BadRequest(f"Storage pool source {self.root} is not a directory on btrfs")
+
     def _make_loop_file(self, size: int) -> None:
         self.backing.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.backing, "xb") as f:
-            f.truncate(size)  # sparse: blocks are allocated as the filesystem fills
+        try:
+            with open(self.backing, "xb") as f:
+                f.truncate(size)  # sparse: blocks are allocated as the filesystem fills
+        except FileExistsError:
+            raise Conflict(f"Loop file {self.backing} already exists") from None
+
+    def _make_mount_point(self) -> None:
+        try:
+            self.root.mkdir(parents=True)
+        except FileExistsError:
+            raise Conflict(f"Storage pool mount point {self.root} already exists") from None
 
     def _mount_fs(self) -> None:
         # mount(8) sets up the loop device with autoclear: the last umount releases it.
@@ -131,6 +142,8 @@ class BtrfsDriver(LayoutDriver):
         run(["mount", "-t", "btrfs", *options, str(self.backing), str(self.root)])
 
     async def delete(self) -> None:
+        # Mounted first: an unmounted filesystem would look empty and be thrown away whole.
+        await self.mount()
         if await host(self._has_volumes):
             raise Conflict(f"Storage pool {self.pool} is currently in use")
         if self.kind == "dir":
@@ -138,8 +151,7 @@ class BtrfsDriver(LayoutDriver):
                 await host(delete_subvolume, self.root / sub)
             return
         await self.unmount()
-        if self.root.is_dir():
-            await host(self.root.rmdir)
+        await host(self.root.rmdir)
         if self.kind == "loop":
             await host(self.backing.unlink, True)
 
@@ -147,8 +159,7 @@ class BtrfsDriver(LayoutDriver):
         if self.kind != "dir" and not await host(mounts.is_mount, self.root):
             await host(lambda: self.root.mkdir(parents=True, exist_ok=True))
             await host(self._mount_fs)
-        if not self.root.is_dir():
-            raise StorageError(f"Storage pool {self.pool}: {self.root} is missing")
+        await host(self._check_root)
         await host(self._make_layout)
         await host(self._drop_half_made)
 

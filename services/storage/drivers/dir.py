@@ -19,7 +19,7 @@ from schemas.errors import BadRequest, Conflict
 from services.common.revert import Reverter
 from services.storage import mounts
 from services.storage.drivers.base import Capabilities, PoolUsage, StorageError, host
-from services.storage.drivers.layout import LayoutDriver, remove_tree
+from services.storage.drivers.layout import LayoutDriver, remove_tree, tree_bytes
 from services.storage.idmap import IdMap, idmapped_bind
 
 
@@ -68,11 +68,17 @@ class DirDriver(LayoutDriver):
         root = self.root
         if not root.is_absolute():
             raise BadRequest(f"Storage pool source must be an absolute path: {root}")
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
-            raise BadRequest(f"Storage pool source {root} is not an empty directory")
+
+        def make_root() -> bool:
+            if root.exists() and (not root.is_dir() or any(root.iterdir())):
+                raise BadRequest(f"Storage pool source {root} is not an empty directory")
+            if root.exists():
+                return False
+            root.mkdir(parents=True)
+            return True
+
         async with Reverter() as revert:
-            if not root.exists():
-                await host(lambda: root.mkdir(parents=True))
+            if await host(make_root):
                 revert.add(lambda: host(remove_tree, root))
             await host(self._make_layout)
             revert.success()
@@ -91,8 +97,7 @@ class DirDriver(LayoutDriver):
         await host(remove)
 
     async def mount(self) -> None:
-        if not self.root.is_dir():
-            raise StorageError(f"Storage pool {self.pool}: {self.root} is missing")
+        await host(self._check_root)
         await host(self._make_layout)
         await host(self._drop_half_made)
 
@@ -135,3 +140,7 @@ class DirDriver(LayoutDriver):
 
     def _remove_instance_dir(self, volume: Path) -> None:
         remove_volume_tree(volume)
+
+    def _instance_bytes(self, volume: Path) -> int:
+        # Only the upper layer is the instance's own; lower/ and rootfs/ show the image.
+        return tree_bytes(volume / "upper")

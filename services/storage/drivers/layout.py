@@ -13,11 +13,13 @@ Drivers supply the host operations (make, publish, clone, mount, remove) as bloc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
 import shutil
 from abc import abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 
 from schemas.errors import BadRequest, Conflict, NotFound
@@ -26,6 +28,7 @@ from services.storage import mounts
 from services.storage.drivers.base import (
     PendingImage,
     StorageDriver,
+    StorageError,
     VolumeInfo,
     check_fingerprint,
     check_volume_name,
@@ -56,6 +59,10 @@ def tree_bytes(path: Path) -> int:
 
 class LayoutDriver(StorageDriver):
     """Volume bookkeeping shared by the drivers; subclasses implement the host hooks."""
+
+    def __init__(self, pool: str, config: Mapping[str, str], warren_dir: Path) -> None:
+        super().__init__(pool, config, warren_dir)
+        self._locks: dict[str, asyncio.Lock] = {}
 
     @property
     @abstractmethod
@@ -102,6 +109,10 @@ class LayoutDriver(StorageDriver):
             message = f"Storage volume container/{name} not found in pool {self.pool}"
             raise NotFound(message) from None
 
+    def _check_root(self) -> None:
+        if not self.root.is_dir():
+            raise StorageError(f"Storage pool {self.pool}: {self.root} is missing")
+
     def _make_layout(self) -> None:
         for sub in ("images", "containers"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -130,37 +141,56 @@ class LayoutDriver(StorageDriver):
                 mounts.umount_all(Path(entry.path))
                 self._remove_instance_dir(Path(entry.path))
 
+    # -- checks (blocking) -----------------------------------------------------------------
+
+    def _absent_image(self, final: Path) -> None:
+        if final.exists():
+            raise Conflict(f"Image volume {final.name} already exists in pool {self.pool}")
+
+    def _check_filled(self, pending: PendingImage, final: Path) -> None:
+        if not (pending.path / "rootfs").is_dir():
+            raise BadRequest(f"Image volume {pending.fingerprint} has no rootfs directory")
+        self._absent_image(final)
+
+    def _present_image(self, path: Path) -> None:
+        if not path.is_dir():
+            raise NotFound(f"Storage volume image/{path.name} not found in pool {self.pool}")
+
+    def _absent_volume(self, name: str) -> None:
+        if self.volume_dir(name).exists() or self._record(name).exists():
+            raise Conflict(f"Storage volume container/{name} already exists in pool {self.pool}")
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        """One lock per volume: concurrent calls on the same volume run one after the other."""
+        return self._locks.setdefault(key, asyncio.Lock())
+
     # -- image volumes ---------------------------------------------------------------------
 
     async def begin_image_volume(self, fingerprint: str) -> PendingImage:
         final = self.image_dir(fingerprint)
-        if final.exists():
-            raise Conflict(f"Image volume {fingerprint} already exists in pool {self.pool}")
+        await host(self._absent_image, final)
         tmp = final.with_name(f"{TMP_PREFIX}{fingerprint}-{secrets.token_hex(4)}")
         await host(self._make_image_dir, tmp)
         return PendingImage(fingerprint=fingerprint, path=tmp)
 
     async def commit_image_volume(self, pending: PendingImage) -> None:
         final = self.image_dir(pending.fingerprint)
-        if not (pending.path / "rootfs").is_dir():
-            raise BadRequest(f"Image volume {pending.fingerprint} has no rootfs directory")
-        if final.exists():
-            raise Conflict(f"Image volume {pending.fingerprint} already exists in pool {self.pool}")
-        await host(self._publish_image, pending.path, final)
+        async with self._lock(f"image/{pending.fingerprint}"):
+            await host(self._check_filled, pending, final)
+            await host(self._publish_image, pending.path, final)
 
     async def abort_image_volume(self, pending: PendingImage) -> None:
-        if pending.path.exists():
-            await host(self._remove_image_dir, pending.path)
+        await host(self._remove_image_dir, pending.path)
 
     async def delete_image_volume(self, fingerprint: str) -> None:
         path = self.image_dir(fingerprint)
-        if not path.exists():
-            raise NotFound(f"Storage volume image/{fingerprint} not found in pool {self.pool}")
-        if self.capabilities.clone_needs_image:
-            users = [n for n, image in await self._instance_volumes() if image == fingerprint]
-            if users:
-                raise Conflict(f"Image volume {fingerprint} is in use by {', '.join(users)}")
-        await host(self._remove_image_dir, path)
+        async with self._lock(f"image/{fingerprint}"):
+            await host(self._present_image, path)
+            if self.capabilities.clone_needs_image:
+                users = [n for n, image in await self._instance_volumes() if image == fingerprint]
+                if users:
+                    raise Conflict(f"Image volume {fingerprint} is in use by {', '.join(users)}")
+            await host(self._remove_image_dir, path)
 
     # -- instance volumes ------------------------------------------------------------------
 
@@ -169,12 +199,10 @@ class LayoutDriver(StorageDriver):
     ) -> None:
         volume, record = self.volume_dir(name), self._record(name)
         image = self.image_dir(fingerprint)
-        if volume.exists() or record.exists():
-            raise Conflict(f"Storage volume container/{name} already exists in pool {self.pool}")
-        if not image.is_dir():
-            raise NotFound(f"Storage volume image/{fingerprint} not found in pool {self.pool}")
         data = {"image": fingerprint, "idmap": [idmap.host_base, idmap.count] if idmap else None}
-        async with Reverter() as revert:
+        async with self._lock(f"container/{name}"), Reverter() as revert:
+            await host(self._absent_volume, name)
+            await host(self._present_image, image)
             revert.add(lambda: host(self._remove_instance_dir, volume))
             await host(self._clone, image, volume, idmap)
             # The record is the commit point: without it the directory counts as half-made.
@@ -187,26 +215,29 @@ class LayoutDriver(StorageDriver):
         return self.image_dir(data["image"]), self.volume_dir(name), idmap
 
     async def mount_instance_volume(self, name: str) -> Path:
-        image, volume, idmap = self._volume_args(name)
-        rootfs = volume / "rootfs"
-        if not await host(mounts.is_mount, rootfs):
-            async with Reverter() as revert:
-                revert.add(lambda: host(mounts.umount_all, volume))
-                await host(self._mount, image, volume, idmap)
-                revert.success()
-        return rootfs
+        async with self._lock(f"container/{name}"):
+            image, volume, idmap = await host(self._volume_args, name)
+            rootfs = volume / "rootfs"
+            if not await host(mounts.is_mount, rootfs):
+                async with Reverter() as revert:
+                    revert.add(lambda: host(mounts.umount_all, volume))
+                    await host(self._mount, image, volume, idmap)
+                    revert.success()
+            return rootfs
 
     async def unmount_instance_volume(self, name: str) -> None:
-        self._read_record(name)
-        await host(mounts.umount_all, self.volume_dir(name))
+        async with self._lock(f"container/{name}"):
+            await host(self._read_record, name)
+            await host(mounts.umount_all, self.volume_dir(name))
 
     async def delete_instance_volume(self, name: str) -> None:
-        self._read_record(name)
         volume = self.volume_dir(name)
-        await host(mounts.umount_all, volume)
-        # Record first: if removing the tree fails, the next pool mount finishes the job.
-        await host(self._record(name).unlink)
-        await host(self._remove_instance_dir, volume)
+        async with self._lock(f"container/{name}"):
+            await host(self._read_record, name)
+            await host(mounts.umount_all, volume)
+            # Record first: if removing the tree fails, the next pool mount finishes the job.
+            await host(self._record(name).unlink)
+            await host(self._remove_instance_dir, volume)
 
     # -- listing ---------------------------------------------------------------------------
 
