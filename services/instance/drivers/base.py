@@ -1,0 +1,86 @@
+"""The instance driver interface: an abstract base class and capabilities declared as data."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from services.instance.drivers.spec import ExecRequest, InstanceSpec, InstanceState, Limits
+
+
+@dataclass(frozen=True)
+class DriverCapabilities:
+    """What a driver can do; orchestration branches on these, never on a driver's name."""
+
+    kind: Literal["container", "virtual-machine"]
+    live_limits: bool  # limits can change while running
+    freeze: bool
+    checkpoint: bool
+    exec: bool
+
+
+class InstanceDriver(ABC):
+    """One backend (LXC, QEMU, ...) that runs instances on this host.
+
+    Every method is a coroutine; blocking host calls run in a thread. Instances are addressed by
+    their host name (``spec.name``). Errors are schemas.errors classes: NotFound for an unknown
+    instance, Conflict for a wrong state (e.g. exec into a frozen one), BadRequest for bad input,
+    DriverError when the host fails.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[DriverCapabilities]
+
+    def __init__(self, root: Path) -> None:
+        """``root`` is a directory this driver owns (e.g. $WARREN_DIR/lxc)."""
+        self.root = root
+
+    @abstractmethod
+    async def create(self, spec: InstanceSpec) -> None:
+        """Define a stopped instance; Conflict if it exists already."""
+
+    @abstractmethod
+    async def update(self, spec: InstanceSpec) -> None:
+        """Replace the definition; takes effect on the next start (limits: see set_limits)."""
+
+    @abstractmethod
+    async def start(self, name: str) -> InstanceState:
+        """Start a stopped instance and return its state."""
+
+    @abstractmethod
+    async def stop(self, name: str, *, timeout: float = 30.0, force: bool = False) -> None:
+        """Stop: ask init to shut down within ``timeout`` seconds, then kill; or kill at once."""
+
+    @abstractmethod
+    async def freeze(self, name: str) -> None:
+        """Freeze every process of a running instance."""
+
+    @abstractmethod
+    async def unfreeze(self, name: str) -> None:
+        """Thaw a frozen instance."""
+
+    @abstractmethod
+    async def state(self, name: str) -> InstanceState:
+        """Status and live figures."""
+
+    @abstractmethod
+    async def set_limits(self, name: str, limits: Limits) -> None:
+        """Apply limits to a running instance now (absent limits are reset to unlimited)."""
+
+    @abstractmethod
+    async def exec(self, name: str, request: ExecRequest) -> int:
+        """Run a command to completion inside a running instance; returns its exit code."""
+
+    @abstractmethod
+    async def delete(self, name: str) -> None:
+        """Remove a stopped instance's definition (never its rootfs, which storage owns)."""
+
+    @abstractmethod
+    async def exists(self, name: str) -> bool:
+        """Whether the instance is defined on this host."""
+
+    @abstractmethod
+    async def list(self) -> list[str]:
+        """Host names of every instance this driver has defined (for reconciliation)."""

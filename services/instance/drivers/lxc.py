@@ -1,0 +1,314 @@
+"""The LXC instance driver: system containers through python-lxc.
+
+Each container lives under a Warren-owned lxcpath (``<root>/<host name>/config``) with a config
+file Warren writes itself (lxc_config). Every python-lxc call blocks, so each operation runs as
+one synchronous function in a thread; python-lxc reports failure as False, which becomes a
+DriverError carrying the tail of the container's LXC log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import ClassVar
+
+import lxc
+
+from schemas.errors import BadRequest, Conflict, NotFound
+from services.instance.drivers import lxc_config, lxc_host
+from services.instance.drivers.base import DriverCapabilities, InstanceDriver
+from services.instance.drivers.errors import DriverError
+from services.instance.drivers.spec import (
+    HOST_NAME_RE,
+    ExecRequest,
+    InstanceSpec,
+    InstanceState,
+    Limits,
+    Status,
+)
+
+_STATUS = {
+    "RUNNING": Status.RUNNING,
+    "STARTING": Status.RUNNING,
+    "STOPPING": Status.RUNNING,
+    "THAWED": Status.RUNNING,
+    "FROZEN": Status.FROZEN,
+    "FREEZING": Status.FROZEN,
+}
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_STOP_WAIT_S = 30  # seconds to wait for STOPPED after a kill (generous: loaded machines)
+
+
+class LxcDriver(InstanceDriver):
+    """System containers with LXC (privileged, or unprivileged in a user namespace)."""
+
+    name: ClassVar[str] = "lxc"
+    capabilities: ClassVar[DriverCapabilities] = DriverCapabilities(
+        kind="container", live_limits=True, freeze=True, checkpoint=False, exec=True
+    )
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self._memsw = lxc_host.memsw_available()
+        self._all_cpus = lxc_host.all_cpus()
+        self._home_cgroups = lxc_host.home_cgroups()
+
+    # -- the interface: each call runs its synchronous twin in a thread ---------------------
+
+    async def create(self, spec: InstanceSpec) -> None:
+        await asyncio.to_thread(self._write, spec, True)
+
+    async def update(self, spec: InstanceSpec) -> None:
+        await asyncio.to_thread(self._write, spec, False)
+
+    async def start(self, name: str) -> InstanceState:
+        return await asyncio.to_thread(self._start, name)
+
+    async def stop(self, name: str, *, timeout: float = 30.0, force: bool = False) -> None:
+        await asyncio.to_thread(self._stop, name, timeout, force)
+
+    async def freeze(self, name: str) -> None:
+        await asyncio.to_thread(self._freeze, name)
+
+    async def unfreeze(self, name: str) -> None:
+        await asyncio.to_thread(self._unfreeze, name)
+
+    async def state(self, name: str) -> InstanceState:
+        return await asyncio.to_thread(self._state, name)
+
+    async def set_limits(self, name: str, limits: Limits) -> None:
+        await asyncio.to_thread(self._set_limits, name, limits)
+
+    async def exec(self, name: str, request: ExecRequest) -> int:
+        return await asyncio.to_thread(self._exec, name, request)
+
+    async def delete(self, name: str) -> None:
+        await asyncio.to_thread(self._delete, name)
+
+    async def exists(self, name: str) -> bool:
+        return self._config_path(name).is_file()
+
+    async def list(self) -> list[str]:
+        return await asyncio.to_thread(self._list)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _home(self, name: str) -> Path:
+        if not HOST_NAME_RE.match(name):
+            raise BadRequest(f"invalid host name {name!r}")
+        return lxc_config.instance_dir(self.root, name)
+
+    def _config_path(self, name: str) -> Path:
+        return self._home(name) / "config"
+
+    def _container(self, name: str) -> lxc.Container:
+        if not self._config_path(name).is_file():
+            raise NotFound(f"instance {name} not found on this host")
+        return lxc.Container(name, str(self.root))
+
+    def _log_path(self, name: str) -> Path:
+        container = lxc.Container(name, str(self.root))
+        return Path(container.get_config_item("lxc.log.file") or self._home(name) / "lxc.log")
+
+    def _fail(self, name: str, what: str) -> DriverError:
+        return DriverError(f"{what} {name} failed", lxc_host.log_tail(self._log_path(name)))
+
+    @staticmethod
+    def _status(container: lxc.Container) -> Status:
+        return _STATUS.get(container.state, Status.STOPPED)
+
+    # -- synchronous work (in a thread) -----------------------------------------------------
+
+    def _write(self, spec: InstanceSpec, new: bool) -> None:
+        home = self._home(spec.name)
+        config = home / "config"
+        if not spec.rootfs.is_dir():
+            raise BadRequest(f"rootfs {spec.rootfs} is not a directory")
+        if spec.rootfs.resolve().is_relative_to(home.resolve()):
+            # Deleting the instance removes its directory; the rootfs belongs to storage.
+            raise BadRequest("the rootfs must not live inside the instance directory")
+        if new and config.exists():
+            raise Conflict(f"instance {spec.name} already exists on this host")
+        if not new and not config.exists():
+            raise NotFound(f"instance {spec.name} not found on this host")
+        text = lxc_config.render_config(
+            spec,
+            self.root,
+            available_cpus=lxc_config.online_cpus(),
+            all_cpus=self._all_cpus,
+            memsw=self._memsw,
+        )
+        made = not home.exists()  # a directory without config is a crash leftover: reuse it
+        home.mkdir(parents=True, exist_ok=True, mode=0o750)
+        tmp = home / "config.tmp"
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, config)  # atomic: a config file is either whole or absent
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if made and new:
+                shutil.rmtree(home, ignore_errors=True)
+            raise DriverError(f"writing the config of {spec.name} failed", str(exc)) from exc
+
+    def _start(self, name: str) -> InstanceState:
+        container = self._container(name)
+        if self._status(container) is not Status.STOPPED:
+            raise Conflict(f"instance {name} is already running")
+        # A leftover monitor cgroup would make LXC pick a suffixed name ("-1"): clear it first.
+        lxc_host.remove_cgroups(name, wait=0)
+        try:
+            started = container.start(close_fds=True)
+        finally:
+            lxc_host.return_home(self._home_cgroups)
+        if not started:
+            raise self._fail(name, "starting")
+        return self._state(name)
+
+    def _stop(self, name: str, timeout: float, force: bool) -> None:
+        container = self._container(name)
+        status = self._status(container)
+        if status is Status.STOPPED:
+            return
+        if status is Status.FROZEN and not container.unfreeze():
+            # Frozen tasks cannot act on the halt signal (nor reliably die) until thawed.
+            raise self._fail(name, "thawing")
+        stopped = False
+        if not force:
+            stopped = container.shutdown(max(0, round(timeout)))
+        if not stopped and not container.stop():
+            if self._status(container) is not Status.STOPPED:
+                raise self._fail(name, "stopping")
+        if not container.wait("STOPPED", _STOP_WAIT_S):
+            raise self._fail(name, "stopping")
+        lxc_host.remove_cgroups(name, wait=2.0)
+
+    def _freeze(self, name: str) -> None:
+        container = self._container(name)
+        status = self._status(container)
+        if status is Status.FROZEN:
+            return
+        if status is not Status.RUNNING:
+            raise Conflict(f"instance {name} is not running")
+        if not container.freeze():
+            raise self._fail(name, "freezing")
+
+    def _unfreeze(self, name: str) -> None:
+        container = self._container(name)
+        status = self._status(container)
+        if status is Status.RUNNING:
+            return
+        if status is not Status.FROZEN:
+            raise Conflict(f"instance {name} is not running")
+        if not container.unfreeze():
+            raise self._fail(name, "thawing")
+
+    def _state(self, name: str) -> InstanceState:
+        container = self._container(name)
+        status = self._status(container)
+        if status is Status.STOPPED:
+            return InstanceState(status=status)
+
+        def number(key: str) -> int:
+            value = container.get_cgroup_item(key)
+            try:
+                return int(value.split()[0]) if value else 0
+            except ValueError:
+                return 0
+
+        return InstanceState(
+            status=status,
+            pid=container.init_pid,
+            processes=number("pids.current"),
+            memory_usage=number("memory.usage_in_bytes"),
+            memory_usage_peak=number("memory.max_usage_in_bytes"),
+            cpu_usage_ns=number("cpuacct.usage"),
+        )
+
+    def _set_limits(self, name: str, limits: Limits) -> None:
+        container = self._container(name)
+        if self._status(container) is Status.STOPPED:
+            raise Conflict(f"instance {name} is not running")
+        items = lxc_config.limit_items(
+            limits,
+            available_cpus=lxc_config.online_cpus(),
+            all_cpus=self._all_cpus,
+            memsw=self._memsw,
+        )
+        memory = dict(items).get("memory.limit_in_bytes")
+        current = container.get_cgroup_item("memory.limit_in_bytes")
+        if memory is not None and current and self._memsw:
+            # memsw must stay >= the memory limit at every step: when raising, raise memsw
+            # first; when lowering, lower the memory limit first (an unchanged cap is a raise).
+            raising = memory == "-1" or int(memory) >= int(current)
+            first = "memory.memsw.limit_in_bytes" if raising else "memory.limit_in_bytes"
+            items.sort(key=lambda item: item[0] != first)
+        for key, value in items:
+            if not container.set_cgroup_item(key, value):
+                raise DriverError(f"setting {key}={value} on {name} failed")
+
+    def _exec(self, name: str, request: ExecRequest) -> int:
+        container = self._container(name)
+        status = self._status(container)
+        # Attaching to a frozen container hangs until it is thawed: refuse instead.
+        if status is Status.FROZEN:
+            raise BadRequest(f"instance {name} is frozen")
+        if status is not Status.RUNNING:
+            raise BadRequest(f"instance {name} is not running")
+        env = {"PATH": _DEFAULT_PATH, "HOME": "/root" if request.uid == 0 else "/"}
+        env.update(request.environment)
+        with contextlib.ExitStack() as stack:
+            fds = []
+            for fd in (request.stdin, request.stdout, request.stderr):
+                if fd is None:
+                    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                    stack.callback(os.close, devnull)
+                    fd = devnull
+                fds.append(fd)
+            status_code = container.attach_wait(
+                lxc.attach_run_command,
+                request.command,
+                env_policy=lxc.LXC_ATTACH_CLEAR_ENV,
+                extra_env_vars=[f"{key}={value}" for key, value in env.items()],
+                initial_cwd=request.cwd,
+                uid=request.uid,
+                gid=request.gid,
+                stdin=fds[0],
+                stdout=fds[1],
+                stderr=fds[2],
+            )
+        if status_code < 0:
+            raise self._fail(name, "exec in")
+        # attach_wait returns a wait status; a signal death reads as 128+N, as in a shell.
+        if os.WIFSIGNALED(status_code):
+            return 128 + os.WTERMSIG(status_code)
+        return os.waitstatus_to_exitcode(status_code)
+
+    def _delete(self, name: str) -> None:
+        home = self._home(name)
+        config = home / "config"
+        if not home.exists():
+            raise NotFound(f"instance {name} not found on this host")
+        if config.exists():
+            container = lxc.Container(name, str(self.root))
+            if self._status(container) is not Status.STOPPED:
+                raise Conflict(f"instance {name} is running")
+            rootfs = lxc_config.rootfs_of(config.read_text())
+            if rootfs is not None and rootfs.resolve().is_relative_to(home.resolve()):
+                raise DriverError(f"refusing to delete {name}: its rootfs lies inside {home}")
+        # Not container.destroy(): it deletes a dir: rootfs even outside the container directory.
+        shutil.rmtree(home)
+        left = lxc_host.remove_cgroups(name)
+        if left:
+            raise DriverError(f"cgroups of {name} are still busy", ", ".join(map(str, left)))
+
+    def _list(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            entry.name
+            for entry in self.root.iterdir()
+            if HOST_NAME_RE.match(entry.name) and (entry / "config").is_file()
+        )

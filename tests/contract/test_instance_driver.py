@@ -1,0 +1,343 @@
+"""Contract suite for instance drivers: every registered driver runs a busybox system container.
+
+Each test gets its own driver root and busybox rootfs under a fresh directory (so parallel runs
+never share an lxcpath) and uuid-derived host names (cgroup names are host-global). A finalizer
+thaws, kills and deletes every instance a test created, even when the test failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from schemas.errors import BadRequest, Conflict, NotFound
+from services.instance.drivers import DRIVERS, InstanceDriver
+from services.instance.drivers.spec import (
+    ExecRequest,
+    IdMap,
+    InstanceSpec,
+    Limits,
+    Status,
+    host_name_for,
+)
+
+BUSYBOX = Path("/bin/busybox")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+SHIFT = 1_000_000
+MiB = 1024 * 1024
+# A guard against a hang (the failure mode this suite looks for), not a speed requirement.
+HANG_GUARD = 60.0
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="instance drivers need root"),
+    pytest.mark.skipif(not BUSYBOX.exists(), reason="busybox-static is not installed"),
+]
+
+# privileged / unprivileged with an idmapped mount / unprivileged on a chowned ("shifted") copy
+MODES = ["privileged", "idmapped", "shifted"]
+
+
+def build_busybox_rootfs(path: Path) -> None:
+    """A minimal system: busybox, its applet links, and an init that keeps running."""
+    for sub in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    (path / "tmp").chmod(0o1777)
+    shutil.copy2(BUSYBOX, path / "bin/busybox")
+    applets = subprocess.run(
+        [str(BUSYBOX), "--list-full"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    for applet in applets:
+        link = path / applet
+        if not link.exists() and not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to("/bin/busybox")
+    # init runs sysinit, then keeps a respawned sleeper: without a respawn line busybox init
+    # wants a console for its default askfirst shells.
+    (path / "etc/inittab").write_text(
+        "::sysinit:/bin/true\n::respawn:/bin/sleep 3600\n::shutdown:/bin/true\n"
+    )
+    (path / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:\n")
+    (path / "etc/group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    (path / "etc/marker").write_text("rootfs belongs to storage\n")
+
+
+def shift_ownership(path: Path, offset: int) -> None:
+    """Chown a rootfs copy into the container's id range (what a shifted rootfs looks like)."""
+    for dirpath, dirnames, filenames in os.walk(path):
+        for entry in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            st = os.lstat(entry)
+            os.lchown(entry, st.st_uid + offset, st.st_gid + offset)
+
+
+def payload_cgroup(name: str, controller: str) -> Path:
+    return CGROUP_ROOT / controller / f"lxc.payload.{name}"
+
+
+def lxc_cgroups(name: str) -> list[Path]:
+    return sorted(CGROUP_ROOT.glob(f"*/lxc.*.{name}"))
+
+
+class Host:
+    """A driver under test plus the instances and rootfs copies one test made."""
+
+    def __init__(self, driver: InstanceDriver, workdir: Path, mode: str) -> None:
+        self.driver = driver
+        self.workdir = workdir
+        self.mode = mode
+        self.names: list[str] = []
+
+    def spec(self, limits: Limits | None = None, **extra: object) -> InstanceSpec:
+        name = host_name_for(uuid.uuid4())
+        rootfs = self.workdir / "rootfs" / name
+        build_busybox_rootfs(rootfs)
+        if self.mode == "shifted":
+            shift_ownership(rootfs, SHIFT)
+        self.names.append(name)
+        return InstanceSpec(
+            name=name,
+            rootfs=rootfs,
+            privileged=self.mode == "privileged",
+            idmap=None if self.mode == "privileged" else IdMap(host_uid=SHIFT, host_gid=SHIFT),
+            rootfs_idmapped_mount=self.mode == "idmapped",
+            limits=limits or Limits(),
+            hostname="c1",
+            **extra,
+        )
+
+    async def run(self, name: str, command: list[str], **kwargs: object) -> tuple[int, str, str]:
+        """Exec a command and return its exit code, stdout and stderr."""
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            request = ExecRequest(command=command, stdout=out_w, stderr=err_w, **kwargs)
+            code = await asyncio.wait_for(self.driver.exec(name, request), HANG_GUARD)
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        with os.fdopen(out_r, "rb") as out, os.fdopen(err_r, "rb") as err:
+            return code, out.read().decode(), err.read().decode()
+
+    async def cleanup(self) -> None:
+        for name in self.names:
+            try:
+                if await self.driver.exists(name):
+                    await self.driver.stop(name, force=True)
+                    await self.driver.delete(name)
+            except Exception as exc:  # keep cleaning the others; report at the end
+                print(f"cleanup of {name} failed: {exc!r}")
+        # Last resort for anything a failed delete left behind in the host-global cgroup tree.
+        for name in self.names:
+            for path in lxc_cgroups(name):
+                for sub in sorted(path.rglob("*"), reverse=True):
+                    if sub.is_dir():
+                        sub.rmdir()
+                path.rmdir()
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+def driver_class(request: pytest.FixtureRequest) -> type[InstanceDriver]:
+    return DRIVERS[request.param]
+
+
+@pytest.fixture
+def workdir() -> Path:
+    # Not pytest's tmp_path: it is mode 0700 and an unprivileged container's root (a high host
+    # uid) must traverse the path to its rootfs.
+    path = Path(tempfile.mkdtemp(prefix="warren-driver-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def _host(driver_class: type[InstanceDriver], workdir: Path, mode: str) -> AsyncIterator:
+    host = Host(driver_class(workdir / "instances"), workdir, mode)
+    try:
+        yield host
+    finally:
+        await host.cleanup()
+
+
+@pytest.fixture(params=MODES)
+async def host(driver_class, workdir, request) -> AsyncIterator[Host]:
+    """A driver in each privilege mode."""
+    async for item in _host(driver_class, workdir, request.param):
+        yield item
+
+
+@pytest.fixture
+async def unprivileged(driver_class, workdir) -> AsyncIterator[Host]:
+    """A driver with unprivileged (idmapped) instances: for tests that need only one mode."""
+    async for item in _host(driver_class, workdir, "idmapped"):
+        yield item
+
+
+def own_cgroups() -> str:
+    return Path("/proc/self/cgroup").read_text()
+
+
+def read_cgroup(name: str, controller: str, key: str) -> str:
+    return (payload_cgroup(name, controller) / key).read_text().strip()
+
+
+async def test_lifecycle_exec_and_delete(host: Host):
+    spec = host.spec(environment={"GREETING": "hello"})
+    driver = host.driver
+    await driver.create(spec)
+    assert await driver.exists(spec.name)
+    assert (await driver.state(spec.name)).status is Status.STOPPED
+
+    home = own_cgroups()
+    state = await driver.start(spec.name)
+    assert state.status is Status.RUNNING
+    assert state.pid > 1
+
+    assert await host.run(spec.name, ["sh", "-c", "echo hi; exit 3"]) == (3, "hi\n", "")
+    code, out, err = await host.run(
+        spec.name,
+        ["sh", "-c", 'echo "$FOO" "$GREETING"; pwd; id -u; echo oops >&2; hostname'],
+        environment={"FOO": "bar", "GREETING": "hi there"},
+        cwd="/tmp",
+        uid=65534,
+        gid=65534,
+    )
+    # exec sees the instance's environment, overridden by the request's
+    assert (code, out, err) == (0, "bar hi there\n/tmp\n65534\nc1\n", "oops\n")
+    assert (await host.run(spec.name, ["sh", "-c", "echo $GREETING"]))[1] == "hello\n"
+    code, out, _ = await host.run(spec.name, ["cat", "/proc/1/environ"])
+    assert code == 0 and "GREETING=hello" in out
+
+    # Starting and exec'ing leave the calling process in its own cgroups (python-lxc's start
+    # moves its caller into the container's monitor cgroup; the driver moves back).
+    assert own_cgroups() == home
+
+    state = await driver.state(spec.name)
+    assert state.status is Status.RUNNING
+    assert state.processes >= 2  # init and its respawned sleeper
+    assert state.memory_usage > 0 and state.cpu_usage_ns > 0
+
+    await driver.stop(spec.name, timeout=30)  # graceful: init powers off
+    assert (await driver.state(spec.name)).status is Status.STOPPED
+    assert not payload_cgroup(spec.name, "memory").exists()
+
+    assert (await driver.start(spec.name)).status is Status.RUNNING
+    assert (await host.run(spec.name, ["true"]))[0] == 0
+    with pytest.raises(Conflict):
+        await driver.delete(spec.name)  # refused while running
+    await driver.stop(spec.name, force=True)
+    assert (await driver.state(spec.name)).status is Status.STOPPED
+
+    await driver.delete(spec.name)
+    assert not await driver.exists(spec.name)
+    assert not (driver.root / spec.name).exists()
+    assert lxc_cgroups(spec.name) == []
+    assert (spec.rootfs / "etc/marker").read_text() == "rootfs belongs to storage\n"
+    assert (spec.rootfs / "bin/busybox").exists()
+    with pytest.raises(NotFound):
+        await driver.state(spec.name)
+
+
+async def test_frozen_and_stopped_instances_refuse_exec(unprivileged: Host):
+    spec = unprivileged.spec()
+    driver = unprivileged.driver
+    await driver.create(spec)
+    with pytest.raises(BadRequest, match="not running"):
+        await unprivileged.run(spec.name, ["true"])
+    await driver.start(spec.name)
+
+    await driver.freeze(spec.name)
+    assert (await driver.state(spec.name)).status is Status.FROZEN
+    with pytest.raises(BadRequest, match="frozen"):
+        await unprivileged.run(spec.name, ["true"])  # refused, not hung (HANG_GUARD)
+    await driver.unfreeze(spec.name)
+    assert (await driver.state(spec.name)).status is Status.RUNNING
+    assert (await unprivileged.run(spec.name, ["echo", "thawed"]))[:2] == (0, "thawed\n")
+
+    await driver.freeze(spec.name)
+    await driver.stop(spec.name, timeout=30)  # a frozen instance is thawed, then shut down
+    assert (await driver.state(spec.name)).status is Status.STOPPED
+
+
+async def test_limits_at_start_and_live(unprivileged: Host):
+    driver = unprivileged.driver
+    if not driver.capabilities.live_limits:
+        pytest.skip("driver cannot change limits live")
+    spec = unprivileged.spec(
+        Limits(cpu=1, cpu_allowance="50ms/100ms", memory=256 * MiB, processes=200)
+    )
+    await driver.create(spec)
+    await driver.start(spec.name)
+    name = spec.name
+    assert read_cgroup(name, "memory", "memory.limit_in_bytes") == str(256 * MiB)
+    assert read_cgroup(name, "pids", "pids.max") == "200"
+    assert read_cgroup(name, "cpuset", "cpuset.cpus") == "0"
+    assert read_cgroup(name, "cpu", "cpu.cfs_quota_us") == "50000"
+
+    await driver.set_limits(name, Limits(memory=32 * MiB, processes=50))
+    assert read_cgroup(name, "memory", "memory.limit_in_bytes") == str(32 * MiB)
+    assert read_cgroup(name, "pids", "pids.max") == "50"
+    assert read_cgroup(name, "cpu", "cpu.cfs_quota_us") == "-1"  # absent limits are lifted
+    # Enforced: a process touching 64 MiB is killed by the OOM killer, a small one is fine.
+    big = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
+    code, _, _ = await unprivileged.run(name, big)
+    assert code != 0
+    assert (
+        await unprivileged.run(name, ["dd", "if=/dev/zero", "of=/dev/null", "bs=1M", "count=1"])
+    )[0] == 0
+
+    await driver.set_limits(name, Limits(memory=192 * MiB))  # raising works too (memsw first)
+    assert read_cgroup(name, "memory", "memory.limit_in_bytes") == str(192 * MiB)
+    assert (await unprivileged.run(name, big))[0] == 0
+    await driver.set_limits(name, Limits())
+    assert int(read_cgroup(name, "memory", "memory.limit_in_bytes")) > 1 << 40
+    assert read_cgroup(name, "pids", "pids.max") == "max"
+
+
+async def test_list_sees_exactly_the_instances_present(unprivileged: Host):
+    driver = unprivileged.driver
+    assert await driver.list() == []
+    first, second = unprivileged.spec(), unprivileged.spec()
+    await driver.create(first)
+    await driver.create(second)
+    await driver.start(second.name)
+    assert await driver.list() == sorted([first.name, second.name])
+    await driver.delete(first.name)
+    assert await driver.list() == [second.name]
+    # A driver root of another Warren (another lxcpath) sees none of them.
+    other = type(driver)(unprivileged.workdir / "elsewhere")
+    assert await other.list() == []
+
+
+async def test_bad_requests_change_nothing(unprivileged: Host):
+    driver = unprivileged.driver
+    spec = unprivileged.spec()
+    missing = host_name_for(uuid.uuid4())
+    for call in (
+        driver.start(missing),
+        driver.stop(missing),
+        driver.state(missing),
+        driver.delete(missing),
+        driver.exec(missing, ExecRequest(command=["true"])),
+    ):
+        with pytest.raises(NotFound):
+            await call
+    with pytest.raises(BadRequest):
+        await driver.create(spec.model_copy(update={"rootfs": spec.rootfs / "nope"}))
+    with pytest.raises(BadRequest):
+        await driver.state("../etc")
+    assert await driver.list() == []
+
+    await driver.create(spec)
+    with pytest.raises(Conflict):
+        await driver.create(spec)
+    await driver.start(spec.name)
+    with pytest.raises(Conflict):
+        await driver.start(spec.name)
+    assert await driver.list() == [spec.name]
