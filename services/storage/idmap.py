@@ -13,6 +13,7 @@ import ctypes
 import errno
 import os
 import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,12 @@ class IdMap:
     def line(self) -> str:
         """The ``/proc/<pid>/uid_map`` line for this map."""
         return f"0 {self.host_base} {self.count}\n"
+
+
+def _syscall(number: int, *args: object) -> int:
+    """syscall(2) with every integer widened to a long, as the kernel ABI reads registers."""
+    wide = [ctypes.c_long(a) if isinstance(a, int) else a for a in args]
+    return _libc.syscall(ctypes.c_long(number), *wide)
 
 
 def _check(result: int, what: str) -> int:
@@ -104,44 +111,57 @@ def userns_fd(idmap: IdMap) -> int:
         os.waitpid(pid, 0)
 
 
+_shared: dict[IdMap, int] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_userns_fd(idmap: IdMap) -> int:
+    """A user namespace fd for ``idmap``, made once per process and kept open (do not close).
+
+    Making one costs a fork (a few ms, more in a big process); a node uses one or a few maps,
+    so keeping them saves that on every container mount.
+    """
+    with _shared_lock:
+        if idmap not in _shared:
+            _shared[idmap] = userns_fd(idmap)
+        return _shared[idmap]
+
+
 def idmapped_bind(source: Path, target: Path, idmap: IdMap) -> None:
     """Bind ``source`` onto ``target`` through an idmapped mount (nothing changes on disk)."""
-    ns = userns_fd(idmap)
+    ns = shared_userns_fd(idmap)
+    tree = _check(
+        _syscall(
+            SYS_OPEN_TREE,
+            AT_FDCWD,
+            os.fsencode(source),
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
+        ),
+        f"open_tree {source}",
+    )
     try:
-        tree = _check(
-            _libc.syscall(
-                SYS_OPEN_TREE,
-                AT_FDCWD,
-                os.fsencode(source),
-                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
+        attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, ns)
+        _check(
+            _syscall(
+                SYS_MOUNT_SETATTR,
+                tree,
+                b"",
+                AT_EMPTY_PATH,
+                ctypes.byref(attr),
+                ctypes.sizeof(attr),
             ),
-            f"open_tree {source}",
+            f"mount_setattr idmap {source}",
         )
-        try:
-            attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, ns)
-            _check(
-                _libc.syscall(
-                    SYS_MOUNT_SETATTR,
-                    tree,
-                    b"",
-                    AT_EMPTY_PATH,
-                    ctypes.byref(attr),
-                    ctypes.sizeof(attr),
-                ),
-                f"mount_setattr idmap {source}",
-            )
-            _check(
-                _libc.syscall(
-                    SYS_MOVE_MOUNT,
-                    tree,
-                    b"",
-                    AT_FDCWD,
-                    os.fsencode(target),
-                    MOVE_MOUNT_F_EMPTY_PATH,
-                ),
-                f"move_mount {source} -> {target}",
-            )
-        finally:
-            os.close(tree)
+        _check(
+            _syscall(
+                SYS_MOVE_MOUNT,
+                tree,
+                b"",
+                AT_FDCWD,
+                os.fsencode(target),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            ),
+            f"move_mount {source} -> {target}",
+        )
     finally:
-        os.close(ns)
+        os.close(tree)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.storage import mounts
-from services.storage.idmap import IdMap, idmapped_bind, userns_fd
+from services.storage.idmap import IdMap, idmapped_bind, shared_userns_fd, userns_fd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -53,6 +53,14 @@ def test_userns_fd_holds_the_map_and_leaks_no_process_or_fd():
         os.close(fd)
     assert children() == kids_before
     assert set(os.listdir("/proc/self/fd")) == fds_before
+
+
+def test_shared_userns_fd_is_made_once_per_map():
+    first = shared_userns_fd(IdMap(1000000, 65536))
+    assert shared_userns_fd(IdMap(1000000, 65536)) == first
+    other = shared_userns_fd(IdMap(2000000, 65536))
+    assert other != first
+    assert os.readlink(f"/proc/self/fd/{other}") != os.readlink(f"/proc/self/fd/{first}")
 
 
 def test_idmapped_bind_shifts_owners_without_touching_disk(tmp_path: Path):

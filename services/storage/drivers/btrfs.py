@@ -8,6 +8,7 @@ bind of their snapshot's ``rootfs/`` over itself: files stay owned by 0 on disk.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Mapping
@@ -30,6 +31,8 @@ from services.storage.drivers.base import (
 from services.storage.drivers.dir import statvfs_usage
 from services.storage.drivers.layout import LayoutDriver, remove_tree
 from services.storage.idmap import IdMap, idmapped_bind
+
+log = logging.getLogger(__name__)
 
 MIN_SIZE = 128 * 1024 * 1024  # mkfs.btrfs refuses much smaller filesystems
 BTRFS_ROOT_INO = 256  # every subvolume's root directory has this inode number
@@ -179,7 +182,11 @@ class BtrfsDriver(LayoutDriver):
         # A read-only snapshot appears under its final name in one step; the filled
         # temporary subvolume then goes.
         run(["btrfs", "-q", "subvolume", "snapshot", "-r", str(tmp), str(final)])
-        delete_subvolume(tmp)
+        try:
+            delete_subvolume(tmp)
+        except (OSError, StorageError):
+            # Published already; the leftover is dropped at the next pool mount.
+            log.warning("could not delete %s after publishing it", tmp, exc_info=True)
 
     def _remove_image_dir(self, path: Path) -> None:
         delete_subvolume(path)
