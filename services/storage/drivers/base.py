@@ -9,6 +9,7 @@ A pool is one driver object. Orchestration (the storage and instance services) b
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 from abc import ABC, abstractmethod
@@ -122,6 +123,8 @@ async def host(fn: Callable[..., T], *args: Any) -> T:
         raise
     except OSError as exc:
         raise StorageError(str(exc)) from exc
+    except json.JSONDecodeError as exc:
+        raise StorageError(f"Corrupt storage record: {exc}") from exc
 
 
 class StorageDriver(ABC):

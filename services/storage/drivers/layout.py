@@ -40,7 +40,8 @@ TMP_PREFIX = ".tmp-"
 
 
 def tree_bytes(path: Path) -> int:
-    """Disk bytes used by a tree (hard links counted once, mount points not crossed)."""
+    """Disk bytes used by a tree (hard links counted once, other filesystems not entered;
+    a bind mount of the same filesystem is entered, so callers pick a tree without one)."""
     total = 0
     seen: set[tuple[int, int]] = set()
     root_dev = os.lstat(path).st_dev
