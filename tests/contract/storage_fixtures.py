@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from services.storage import mounts
@@ -30,6 +31,15 @@ def loop_devices_of(path: Path) -> list[str]:
         ["losetup", "-n", "-O", "NAME", "-j", str(path)], capture_output=True, text=True
     ).stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def loop_devices_after_release(path: Path, patience: float = 30.0) -> list[str]:
+    """Loop devices still backed by ``path`` once the kernel had time to release them (an
+    autoclear loop device may be torn down by a kernel worker just after the unmount)."""
+    deadline = time.monotonic() + patience
+    while (devices := loop_devices_of(path)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return devices
 
 
 def force_cleanup(warren_dir: Path) -> None:

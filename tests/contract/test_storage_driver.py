@@ -3,6 +3,7 @@ btrfs filesystem on a loop file), as root. Branches on capabilities, never on dr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -15,6 +16,7 @@ from storage_fixtures import (
     HOST_ROOT,
     OTHER_FINGERPRINT,
     force_cleanup,
+    loop_devices_after_release,
     loop_devices_of,
     make_rootfs,
     mounted_below,
@@ -86,7 +88,7 @@ async def test_btrfs_loop_pool_leaves_no_loop_device(tmp_path: Path):
         assert config["source"] == str(disk)
         assert loop_devices_of(disk) != []
         await driver.unmount()
-        assert loop_devices_of(disk) == []
+        assert await asyncio.to_thread(loop_devices_after_release, disk) == []
         await driver.mount()
         await driver.delete()
         assert not disk.exists()
