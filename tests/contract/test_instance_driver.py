@@ -260,6 +260,18 @@ async def test_frozen_and_stopped_instances_refuse_exec(unprivileged: Host):
     assert (await driver.state(spec.name)).status is Status.RUNNING
     assert (await unprivileged.run(spec.name, ["echo", "thawed"]))[:2] == (0, "thawed\n")
 
+    # Racing freezes against execs: each exec runs (thawed later) or is refused; none hangs.
+    outcomes = set()
+    for _ in range(10):
+        task = asyncio.ensure_future(unprivileged.run(spec.name, ["true"]))
+        await driver.freeze(spec.name)
+        await driver.unfreeze(spec.name)
+        try:
+            outcomes.add((await task)[0])
+        except BadRequest:
+            outcomes.add("refused")
+    assert outcomes <= {0, "refused"}
+
     await driver.freeze(spec.name)
     await driver.stop(spec.name, timeout=30)  # a frozen instance is thawed, then shut down
     assert (await driver.state(spec.name)).status is Status.STOPPED

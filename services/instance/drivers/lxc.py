@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import os
 import shutil
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import lxc
 
@@ -29,6 +31,8 @@ from services.instance.drivers.spec import (
     Limits,
     Status,
 )
+
+T = TypeVar("T")
 
 _STATUS = {
     "RUNNING": Status.RUNNING,
@@ -55,38 +59,42 @@ class LxcDriver(InstanceDriver):
         self._memsw = lxc_host.memsw_available()
         self._all_cpus = lxc_host.all_cpus()
         self._home_cgroups = lxc_host.home_cgroups()
+        # One lock per instance serializes state changes with the start of an exec, so that a
+        # freeze cannot slip between exec's state check and its attach (which would hang).
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     # -- the interface: each call runs its synchronous twin in a thread ---------------------
 
     async def create(self, spec: InstanceSpec) -> None:
-        await asyncio.to_thread(self._write, spec, True)
+        await asyncio.to_thread(self._serialized, spec.name, self._write, spec, True)
 
     async def update(self, spec: InstanceSpec) -> None:
-        await asyncio.to_thread(self._write, spec, False)
+        await asyncio.to_thread(self._serialized, spec.name, self._write, spec, False)
 
     async def start(self, name: str) -> InstanceState:
-        return await asyncio.to_thread(self._start, name)
+        return await asyncio.to_thread(self._serialized, name, self._start, name)
 
     async def stop(self, name: str, *, timeout: float = 30.0, force: bool = False) -> None:
-        await asyncio.to_thread(self._stop, name, timeout, force)
+        await asyncio.to_thread(self._serialized, name, self._stop, name, timeout, force)
 
     async def freeze(self, name: str) -> None:
-        await asyncio.to_thread(self._freeze, name)
+        await asyncio.to_thread(self._serialized, name, self._freeze, name)
 
     async def unfreeze(self, name: str) -> None:
-        await asyncio.to_thread(self._unfreeze, name)
+        await asyncio.to_thread(self._serialized, name, self._unfreeze, name)
 
     async def state(self, name: str) -> InstanceState:
         return await asyncio.to_thread(self._state, name)
 
     async def set_limits(self, name: str, limits: Limits) -> None:
-        await asyncio.to_thread(self._set_limits, name, limits)
+        await asyncio.to_thread(self._serialized, name, self._set_limits, name, limits)
 
     async def exec(self, name: str, request: ExecRequest) -> int:
         return await asyncio.to_thread(self._exec, name, request)
 
     async def delete(self, name: str) -> None:
-        await asyncio.to_thread(self._delete, name)
+        await asyncio.to_thread(self._serialized, name, self._delete, name)
 
     async def exists(self, name: str) -> bool:
         return self._config_path(name).is_file()
@@ -115,6 +123,18 @@ class LxcDriver(InstanceDriver):
 
     def _fail(self, name: str, what: str) -> DriverError:
         return DriverError(f"{what} {name} failed", lxc_host.log_tail(self._log_path(name)))
+
+    @contextlib.contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
+            yield
+
+    def _serialized(self, name: str, work: Callable[..., T], *args: Any) -> T:
+        """Run a state change under the instance's lock."""
+        with self._locked(name):
+            return work(*args)
 
     @staticmethod
     def _status(container: lxc.Container) -> Status:
@@ -250,13 +270,6 @@ class LxcDriver(InstanceDriver):
                 raise DriverError(f"setting {key}={value} on {name} failed")
 
     def _exec(self, name: str, request: ExecRequest) -> int:
-        container = self._container(name)
-        status = self._status(container)
-        # Attaching to a frozen container hangs until it is thawed: refuse instead.
-        if status is Status.FROZEN:
-            raise BadRequest(f"instance {name} is frozen")
-        if status is not Status.RUNNING:
-            raise BadRequest(f"instance {name} is not running")
         env = {"PATH": _DEFAULT_PATH, "HOME": "/root" if request.uid == 0 else "/"}
         env.update(request.environment)
         with contextlib.ExitStack() as stack:
@@ -267,21 +280,35 @@ class LxcDriver(InstanceDriver):
                     stack.callback(os.close, devnull)
                     fd = devnull
                 fds.append(fd)
-            status_code = container.attach_wait(
-                lxc.attach_run_command,
-                request.command,
-                env_policy=lxc.LXC_ATTACH_CLEAR_ENV,
-                extra_env_vars=[f"{key}={value}" for key, value in env.items()],
-                initial_cwd=request.cwd,
-                uid=request.uid,
-                gid=request.gid,
-                stdin=fds[0],
-                stdout=fds[1],
-                stderr=fds[2],
-            )
-        if status_code < 0:
+            with self._locked(name):
+                container = self._container(name)
+                status = self._status(container)
+                # Attaching to a frozen container hangs until it is thawed: refuse instead.
+                if status is Status.FROZEN:
+                    raise BadRequest(f"instance {name} is frozen")
+                if status is not Status.RUNNING:
+                    raise BadRequest(f"instance {name} is not running")
+                pid = container.attach(
+                    lxc.attach_run_command,
+                    request.command,
+                    env_policy=lxc.LXC_ATTACH_CLEAR_ENV,
+                    extra_env_vars=[f"{key}={value}" for key, value in env.items()],
+                    initial_cwd=request.cwd,
+                    uid=request.uid,
+                    gid=request.gid,
+                    stdin=fds[0],
+                    stdout=fds[1],
+                    stderr=fds[2],
+                )
+        if pid <= 0:
             raise self._fail(name, "exec in")
-        # attach_wait returns a wait status; a signal death reads as 128+N, as in a shell.
+        # The attached process is our child: wait for it without holding the instance lock
+        # (a long exec must not block a freeze or a stop).
+        try:
+            _, status_code = os.waitpid(pid, 0)
+        except ChildProcessError as exc:
+            raise DriverError(f"exec in {name}: the process was reaped elsewhere") from exc
+        # A signal death reads as 128+N, as in a shell.
         if os.WIFSIGNALED(status_code):
             return 128 + os.WTERMSIG(status_code)
         return os.waitstatus_to_exitcode(status_code)
@@ -300,6 +327,8 @@ class LxcDriver(InstanceDriver):
                 raise DriverError(f"refusing to delete {name}: its rootfs lies inside {home}")
         # Not container.destroy(): it deletes a dir: rootfs even outside the container directory.
         shutil.rmtree(home)
+        with self._locks_guard:
+            self._locks.pop(name, None)
         left = lxc_host.remove_cgroups(name)
         if left:
             raise DriverError(f"cgroups of {name} are still busy", ", ".join(map(str, left)))
