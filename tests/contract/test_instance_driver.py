@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.errors import BadRequest, Conflict, NotFound
+from schemas.errors import BadRequest, Conflict, NotFound, WarrenError
 from services.instance.drivers import DRIVERS, InstanceDriver
 from services.instance.drivers.spec import (
     ExecRequest,
@@ -353,3 +353,20 @@ async def test_bad_requests_change_nothing(unprivileged: Host):
     with pytest.raises(Conflict):
         await driver.start(spec.name)
     assert await driver.list() == [spec.name]
+
+
+async def test_a_failed_start_is_a_clear_error_and_leaves_nothing_behind(unprivileged: Host):
+    driver = unprivileged.driver
+    spec = unprivileged.spec(init=("/no/such/init",))
+    await driver.create(spec)
+    with pytest.raises(WarrenError, match="no/such/init") as failure:
+        await driver.start(spec.name)
+    assert failure.value.code == 500
+    assert (await driver.state(spec.name)).status is Status.STOPPED
+    # Fixed by a new definition, it starts.
+    await driver.update(spec.model_copy(update={"init": ("/sbin/init",)}))
+    assert (await driver.start(spec.name)).status is Status.RUNNING
+    await driver.stop(spec.name, force=True)
+    await driver.delete(spec.name)
+    assert lxc_cgroups(spec.name) == []
+    assert await driver.list() == []

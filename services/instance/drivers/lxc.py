@@ -121,8 +121,9 @@ class LxcDriver(InstanceDriver):
         container = lxc.Container(name, str(self.root))
         return Path(container.get_config_item("lxc.log.file") or self._home(name) / "lxc.log")
 
-    def _fail(self, name: str, what: str) -> DriverError:
-        return DriverError(f"{what} {name} failed", lxc_host.log_tail(self._log_path(name)))
+    def _fail(self, name: str, what: str, since: int = 0) -> DriverError:
+        detail = lxc_host.log_tail(self._log_path(name), since)
+        return DriverError(f"{what} {name} failed", detail)
 
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[None]:
@@ -179,12 +180,13 @@ class LxcDriver(InstanceDriver):
             raise Conflict(f"instance {name} is already running")
         # A leftover monitor cgroup would make LXC pick a suffixed name ("-1"): clear it first.
         lxc_host.remove_cgroups(name, wait=0)
+        log_offset = lxc_host.log_size(self._log_path(name))
         try:
             started = container.start(close_fds=True)
         finally:
             lxc_host.return_home(self._home_cgroups)
         if not started:
-            raise self._fail(name, "starting")
+            raise self._fail(name, "starting", log_offset)
         return self._state(name)
 
     def _stop(self, name: str, timeout: float, force: bool) -> None:

@@ -111,10 +111,24 @@ def remove_cgroups(name: str, *, wait: float = 5.0) -> list[Path]:
         time.sleep(0.05)
 
 
-def log_tail(path: Path, lines: int = 5) -> str | None:
-    """The last lines of an LXC log, to explain a failure (None if there is none)."""
+def log_size(path: Path) -> int:
+    """The current length of a log, to read only what an operation adds to it."""
     try:
-        text = path.read_text(errors="replace").strip()
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def log_tail(path: Path, since: int = 0, lines: int = 5) -> str | None:
+    """The last error lines an LXC log got after offset ``since`` (None if there are none).
+
+    The log accumulates over starts and is mostly harmless warnings: errors say what went wrong.
+    """
+    try:
+        with path.open("rb") as log:
+            log.seek(since)
+            text = log.read().decode(errors="replace").strip().splitlines()
     except OSError:
         return None
-    return " | ".join(text.splitlines()[-lines:]) or None
+    errors = [line for line in text if " ERROR " in line] or text
+    return " | ".join(errors[-lines:]) or None
