@@ -1,0 +1,76 @@
+"""Builder helpers: the Debian mirror apt uses, static binary detection, what goes in the tar."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from services.image.builders.busybox import is_static
+from services.image.builders.debian import _keep, debian_mirror
+
+DEB822 = """\
+Types: deb
+# http://snapshot.debian.org/archive/debian/20250520T000000Z
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+"""
+
+
+def test_mirror_from_deb822(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d/a-other.list").write_text(
+        "deb https://packages.cloud.google.com/apt cloud-sdk-bookworm main\n"
+    )
+    (tmp_path / "sources.list.d/debian.sources").write_text(DEB822)
+    assert debian_mirror("bookworm", tmp_path) == "http://deb.debian.org/debian"
+    with pytest.raises(RuntimeError, match="no Debian mirror"):
+        debian_mirror("trixie", tmp_path)
+
+
+def test_mirror_from_one_line_sources(tmp_path: Path) -> None:
+    (tmp_path / "sources.list").write_text(
+        "# deb http://old.example/debian bookworm main\n"
+        "deb-src http://src.example/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main contrib\n"
+    )
+    assert debian_mirror("bookworm", tmp_path) == "http://mirror.example/debian"
+
+
+def test_static_detection(tmp_path: Path) -> None:
+    if Path("/bin/busybox").exists():
+        assert is_static("/bin/busybox")
+    assert not is_static("/bin/ls")  # dynamically linked on Debian
+    (tmp_path / "script").write_text("#!/bin/sh\n")
+    assert not is_static(str(tmp_path / "script"))
+
+
+@pytest.mark.parametrize(
+    ("rel", "kept"),
+    [
+        ("etc/passwd", True),
+        ("dev", True),
+        ("proc", True),
+        ("proc/cpuinfo", False),
+        ("var/lib/apt/lists/x_Packages", False),
+        ("var/lib/apt/listsx", True),
+        ("tmp/leftover", False),
+        ("usr/lib/tmp/file", True),
+    ],
+)
+def test_tree_filter(tmp_path: Path, rel: str, kept: bool) -> None:
+    f = tmp_path / "f"
+    f.write_text("")
+    assert _keep(rel, os.lstat(f)) is kept
+
+
+def test_tree_filter_drops_device_nodes() -> None:
+    assert _keep("dev/null", os.lstat("/dev/null")) is False
