@@ -8,10 +8,14 @@ thaws, kills and deletes every instance a test created, even when the test faile
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
+import signal
+import struct
 import subprocess
 import tempfile
+import termios
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -275,6 +279,50 @@ async def test_frozen_and_stopped_instances_refuse_exec(unprivileged: Host):
     await driver.freeze(spec.name)
     await driver.stop(spec.name, timeout=30)  # a frozen instance is thawed, then shut down
     assert (await driver.state(spec.name)).status is Status.STOPPED
+
+
+def read_pty(main: int) -> str:
+    """Everything a pty's main end holds once the secondary end is closed everywhere."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # EIO: no secondary end is open any more
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    return b"".join(chunks).decode()
+
+
+async def test_spawned_commands_take_signals_and_a_terminal(unprivileged: Host):
+    driver = unprivileged.driver
+    spec = unprivileged.spec()
+    await driver.create(spec)
+    await driver.start(spec.name)
+
+    sleeper = await driver.spawn(spec.name, ExecRequest(command=["sleep", "600"]))
+    assert sleeper.pid > 0
+    sleeper.signal(signal.SIGTERM)
+    assert await asyncio.wait_for(sleeper.wait(), HANG_GUARD) == 128 + signal.SIGTERM
+
+    # Interactive: a shell on a pty (its controlling terminal: /dev/tty opens), sized by the
+    # caller, reading what is typed.
+    main, secondary = os.openpty()
+    fcntl.ioctl(main, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    try:
+        shell = await driver.spawn(
+            spec.name,
+            ExecRequest(command=["sh"], stdin=secondary, stdout=secondary, stderr=secondary),
+        )
+    finally:
+        os.close(secondary)
+    os.write(main, b"stty size; : </dev/tty && echo tty-$((1+1)); echo $((6*7)); exit 5\n")
+    assert await asyncio.wait_for(shell.wait(), HANG_GUARD) == 5
+    output = await asyncio.to_thread(read_pty, main)
+    assert "40 120" in output and "tty-2" in output and "42" in output
+    shell.signal(signal.SIGTERM)  # after the end: nothing happens
 
 
 async def test_limits_at_start_and_live(unprivileged: Host):

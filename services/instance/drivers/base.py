@@ -21,13 +21,28 @@ class DriverCapabilities:
     exec: bool
 
 
+class ExecProcess(ABC):
+    """A command started inside an instance by :meth:`InstanceDriver.spawn`."""
+
+    pid: int  # on the host
+
+    @abstractmethod
+    async def wait(self) -> int:
+        """Wait for the command to end; its exit code (128+N when killed by signal N)."""
+
+    @abstractmethod
+    def signal(self, signum: int) -> None:
+        """Send a signal to the command (nothing happens once it has ended)."""
+
+
 class InstanceDriver(ABC):
     """One backend (LXC, QEMU, ...) that runs instances on this host.
 
     Every method is a coroutine; blocking host calls run in a thread. Instances are addressed by
     their host name (``spec.name``). Errors are schemas.errors classes: NotFound for an unknown
-    instance, Conflict for a wrong state (e.g. exec into a frozen one), BadRequest for bad input,
-    DriverError when the host fails.
+    instance, Conflict for a wrong state (e.g. starting a running one), BadRequest for bad input
+    and for exec into a frozen or stopped instance (as LXD answers), DriverError when the host
+    fails.
     """
 
     name: ClassVar[str]
@@ -70,8 +85,16 @@ class InstanceDriver(ABC):
         """Apply limits to a running instance now (absent limits are reset to unlimited)."""
 
     @abstractmethod
+    async def spawn(self, name: str, request: ExecRequest) -> ExecProcess:
+        """Start a command inside a running instance, with the caller's file descriptors.
+
+        A pty's secondary end given as stdin becomes the command's controlling terminal; the
+        caller resizes it on the pty's main end and may signal the command through the result.
+        """
+
     async def exec(self, name: str, request: ExecRequest) -> int:
         """Run a command to completion inside a running instance; returns its exit code."""
+        return await (await self.spawn(name, request)).wait()
 
     @abstractmethod
     async def delete(self, name: str) -> None:

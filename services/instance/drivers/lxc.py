@@ -21,7 +21,7 @@ import lxc
 
 from schemas.errors import BadRequest, Conflict, NotFound
 from services.instance.drivers import lxc_config, lxc_host
-from services.instance.drivers.base import DriverCapabilities, InstanceDriver
+from services.instance.drivers.base import DriverCapabilities, ExecProcess, InstanceDriver
 from services.instance.drivers.errors import DriverError
 from services.instance.drivers.spec import (
     HOST_NAME_RE,
@@ -90,8 +90,8 @@ class LxcDriver(InstanceDriver):
     async def set_limits(self, name: str, limits: Limits) -> None:
         await asyncio.to_thread(self._serialized, name, self._set_limits, name, limits)
 
-    async def exec(self, name: str, request: ExecRequest) -> int:
-        return await asyncio.to_thread(self._exec, name, request)
+    async def spawn(self, name: str, request: ExecRequest) -> ExecProcess:
+        return _LxcProcess(await asyncio.to_thread(self._spawn, name, request), name)
 
     async def delete(self, name: str) -> None:
         await asyncio.to_thread(self._serialized, name, self._delete, name)
@@ -271,7 +271,7 @@ class LxcDriver(InstanceDriver):
             if not container.set_cgroup_item(key, value):
                 raise DriverError(f"setting {key}={value} on {name} failed")
 
-    def _exec(self, name: str, request: ExecRequest) -> int:
+    def _spawn(self, name: str, request: ExecRequest) -> int:
         env = {"PATH": _DEFAULT_PATH, "HOME": "/root" if request.uid == 0 else "/"}
         env.update(request.environment)
         with contextlib.ExitStack() as stack:
@@ -282,6 +282,9 @@ class LxcDriver(InstanceDriver):
                     stack.callback(os.close, devnull)
                     fd = devnull
                 fds.append(fd)
+            # Under the instance lock, so that no freeze slips between the check and the attach.
+            # A pty given as stdin becomes the command's controlling terminal (LXC's attach
+            # does that for a tty stdin), so interactive shells get job control and SIGWINCH.
             with self._locked(name):
                 container = self._container(name)
                 status = self._status(container)
@@ -304,16 +307,7 @@ class LxcDriver(InstanceDriver):
                 )
         if pid <= 0:
             raise self._fail(name, "exec in")
-        # The attached process is our child: wait for it without holding the instance lock
-        # (a long exec must not block a freeze or a stop).
-        try:
-            _, status_code = os.waitpid(pid, 0)
-        except ChildProcessError as exc:
-            raise DriverError(f"exec in {name}: the process was reaped elsewhere") from exc
-        # A signal death reads as 128+N, as in a shell.
-        if os.WIFSIGNALED(status_code):
-            return 128 + os.WTERMSIG(status_code)
-        return os.waitstatus_to_exitcode(status_code)
+        return pid
 
     def _delete(self, name: str) -> None:
         home = self._home(name)
@@ -343,3 +337,34 @@ class LxcDriver(InstanceDriver):
             for entry in self.root.iterdir()
             if HOST_NAME_RE.match(entry.name) and (entry / "config").is_file()
         )
+
+
+class _LxcProcess(ExecProcess):
+    """An attached process: our child on the host, waited for in a thread."""
+
+    def __init__(self, pid: int, instance: str) -> None:
+        self.pid = pid
+        self._instance = instance
+        self._code: int | None = None
+
+    async def wait(self) -> int:
+        if self._code is None:
+            self._code = await asyncio.to_thread(self._wait)
+        return self._code
+
+    def _wait(self) -> int:
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError as exc:
+            raise DriverError(
+                f"exec in {self._instance}: the process was reaped elsewhere"
+            ) from exc
+        # A signal death reads as 128+N, as in a shell.
+        if os.WIFSIGNALED(status):
+            return 128 + os.WTERMSIG(status)
+        return os.waitstatus_to_exitcode(status)
+
+    def signal(self, signum: int) -> None:
+        if self._code is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)

@@ -150,7 +150,11 @@ class InstanceSpec(BaseModel):
 
 
 class ExecRequest(BaseModel):
-    """A non-interactive command; the caller owns the file descriptors (None: /dev/null)."""
+    """A command to run; the caller owns the file descriptors (None: /dev/null).
+
+    For an interactive command, pass a pty's secondary end as stdin, stdout and stderr: it
+    becomes the command's controlling terminal.
+    """
 
     command: list[str] = Field(min_length=1)
     environment: dict[str, str] = Field(default_factory=dict)
