@@ -325,6 +325,47 @@ async def test_spawned_commands_take_signals_and_a_terminal(unprivileged: Host):
     shell.signal(signal.SIGTERM)  # after the end: nothing happens
 
 
+async def test_logs_and_the_console(unprivileged: Host):
+    driver = unprivileged.driver
+    spec = unprivileged.spec()
+    await driver.create(spec)
+    await driver.start(spec.name)
+    logs = await driver.log_files(spec.name)
+    assert {"lxc.log", "console.log"} <= set(logs)
+    await unprivileged.run(spec.name, ["sh", "-c", "echo hello-$((6*7)) > /dev/console"])
+    # The monitor copies console output to the log as it comes: poll for it.
+    for _ in range(600):
+        if logs["console.log"].exists() and b"hello-42" in logs["console.log"].read_bytes():
+            break
+        await asyncio.sleep(0.05)
+    assert b"hello-42" in logs["console.log"].read_bytes()
+
+
+@pytest.mark.parametrize("victim", ["init", "monitor"])
+async def test_an_instance_killed_behind_the_drivers_back_is_seen_stopped(
+    unprivileged: Host, victim: str
+):
+    driver = unprivileged.driver
+    spec = unprivileged.spec()
+    await driver.create(spec)
+    state = await driver.start(spec.name)
+    if victim == "init":
+        os.kill(state.pid, signal.SIGKILL)
+    else:
+        monitors = (CGROUP_ROOT / "pids" / f"lxc.monitor.{spec.name}" / "cgroup.procs").read_text()
+        for pid in {int(pid) for pid in monitors.split()} - {os.getpid()}:
+            os.kill(pid, signal.SIGKILL)
+    for _ in range(600):
+        if (await driver.state(spec.name)).status is Status.STOPPED:
+            break
+        await asyncio.sleep(0.05)
+    assert (await driver.state(spec.name)).status is Status.STOPPED
+    assert (await driver.start(spec.name)).status is Status.RUNNING  # and it starts again
+    await driver.stop(spec.name, force=True)
+    await driver.delete(spec.name)
+    assert lxc_cgroups(spec.name) == []
+
+
 async def test_limits_at_start_and_live(unprivileged: Host):
     driver = unprivileged.driver
     if not driver.capabilities.live_limits:

@@ -101,6 +101,10 @@ class InstanceDriver(ABC):
         """Remove a stopped instance's definition (never its rootfs, which storage owns)."""
 
     @abstractmethod
+    async def log_files(self, name: str) -> dict[str, Path]:
+        """The instance's log files by name (e.g. "lxc.log", "console.log"), for /logs."""
+
+    @abstractmethod
     async def exists(self, name: str) -> bool:
         """Whether the instance is defined on this host."""
 

@@ -96,6 +96,9 @@ class LxcDriver(InstanceDriver):
     async def delete(self, name: str) -> None:
         await asyncio.to_thread(self._serialized, name, self._delete, name)
 
+    async def log_files(self, name: str) -> dict[str, Path]:
+        return await asyncio.to_thread(self._log_files, name)
+
     async def exists(self, name: str) -> bool:
         return self._config_path(name).is_file()
 
@@ -120,6 +123,14 @@ class LxcDriver(InstanceDriver):
     def _log_path(self, name: str) -> Path:
         container = lxc.Container(name, str(self.root))
         return Path(container.get_config_item("lxc.log.file") or self._home(name) / "lxc.log")
+
+    def _log_files(self, name: str) -> dict[str, Path]:
+        container = self._container(name)
+        files = {
+            "lxc.log": container.get_config_item("lxc.log.file"),
+            "console.log": container.get_config_item("lxc.console.logfile"),
+        }
+        return {key: Path(value) for key, value in files.items() if value}
 
     def _fail(self, name: str, what: str, since: int = 0) -> DriverError:
         detail = lxc_host.log_tail(self._log_path(name), since)
