@@ -62,19 +62,23 @@ class InstanceDriver(ABC):
 
     @abstractmethod
     async def start(self, name: str) -> InstanceState:
-        """Start a stopped instance and return its state."""
+        """Start a stopped instance and return its state; Conflict if it is not stopped."""
 
     @abstractmethod
     async def stop(self, name: str, *, timeout: float = 30.0, force: bool = False) -> None:
-        """Stop: ask init to shut down within ``timeout`` seconds, then kill; or kill at once."""
+        """Stop: ask init to shut down within ``timeout`` seconds, then kill; or kill at once.
+
+        A frozen instance is thawed first; ``timeout <= 0`` kills at once; stopping a stopped
+        instance does nothing (reconciliation may repeat it).
+        """
 
     @abstractmethod
     async def freeze(self, name: str) -> None:
-        """Freeze every process of a running instance."""
+        """Freeze every process of a running instance (a frozen one stays frozen)."""
 
     @abstractmethod
     async def unfreeze(self, name: str) -> None:
-        """Thaw a frozen instance."""
+        """Thaw a frozen instance (a running one stays running)."""
 
     @abstractmethod
     async def state(self, name: str) -> InstanceState:
@@ -98,7 +102,11 @@ class InstanceDriver(ABC):
 
     @abstractmethod
     async def delete(self, name: str) -> None:
-        """Remove a stopped instance's definition (never its rootfs, which storage owns)."""
+        """Remove a stopped instance's definition (never its rootfs, which storage owns).
+
+        Conflict while it runs. Also removes a half-created instance (a directory without a
+        definition) and whatever host objects (cgroups) a stopped instance left behind.
+        """
 
     @abstractmethod
     async def log_files(self, name: str) -> dict[str, Path]:

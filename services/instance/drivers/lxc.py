@@ -209,8 +209,9 @@ class LxcDriver(InstanceDriver):
             # Frozen tasks cannot act on the halt signal (nor reliably die) until thawed.
             raise self._fail(name, "thawing")
         stopped = False
-        if not force:
-            stopped = container.shutdown(max(0, round(timeout)))
+        if not force and timeout > 0:
+            # shutdown(0) would signal without waiting: no time to shut down means kill now.
+            stopped = container.shutdown(max(1, round(timeout)))
         if not stopped and not container.stop():
             if self._status(container) is not Status.STOPPED:
                 raise self._fail(name, "stopping")
