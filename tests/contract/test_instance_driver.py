@@ -411,6 +411,14 @@ async def test_list_sees_exactly_the_instances_present(unprivileged: Host):
     assert await driver.list() == sorted([first.name, second.name])
     await driver.delete(first.name)
     assert await driver.list() == [second.name]
+    # A crash half-way through create leaves a bare directory: listed, not existing, deletable.
+    half = host_name_for(uuid.uuid4())
+    unprivileged.names.append(half)
+    (driver.root / half).mkdir()
+    assert await driver.list() == sorted([second.name, half])
+    assert not await driver.exists(half)
+    await driver.delete(half)
+    assert await driver.list() == [second.name]
     # A driver root of another Warren (another lxcpath) sees none of them.
     other = type(driver)(unprivileged.workdir / "elsewhere")
     assert await other.list() == []

@@ -118,4 +118,7 @@ class InstanceDriver(ABC):
 
     @abstractmethod
     async def list(self) -> list[str]:
-        """Host names of every instance this driver has defined (for reconciliation)."""
+        """Host names of every instance this driver has on this host (for reconciliation).
+
+        Includes half-created ones (``exists`` is False for those; ``delete`` removes them).
+        """

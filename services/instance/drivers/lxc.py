@@ -344,10 +344,12 @@ class LxcDriver(InstanceDriver):
     def _list(self) -> list[str]:
         if not self.root.is_dir():
             return []
+        # Directories without a config file are included: half-created instances (a crash
+        # between mkdir and the config's rename) that reconciliation should delete.
         return sorted(
             entry.name
             for entry in self.root.iterdir()
-            if HOST_NAME_RE.match(entry.name) and (entry / "config").is_file()
+            if HOST_NAME_RE.match(entry.name) and entry.is_dir()
         )
 
 
