@@ -441,6 +441,11 @@ async def test_bad_requests_change_nothing(unprivileged: Host):
         await driver.create(spec.model_copy(update={"rootfs": spec.rootfs / "nope"}))
     with pytest.raises(BadRequest):
         await driver.state("../etc")
+    # Host failures come out as WarrenErrors (DriverError), never as raw OSErrors.
+    (unprivileged.workdir / "a-file").write_text("")
+    with pytest.raises(WarrenError) as failure:
+        await type(driver)(unprivileged.workdir / "a-file").create(spec)
+    assert failure.value.code == 500
     assert await driver.list() == []
 
     await driver.create(spec)

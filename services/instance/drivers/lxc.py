@@ -19,10 +19,11 @@ from typing import Any, ClassVar, TypeVar
 
 import lxc
 
-from schemas.errors import BadRequest, Conflict, NotFound
+from schemas.errors import BadRequest, Conflict, NotFound, WarrenError
 from services.instance.drivers import lxc_config, lxc_host
 from services.instance.drivers.base import DriverCapabilities, ExecProcess, InstanceDriver
 from services.instance.drivers.errors import DriverError
+from services.instance.drivers.lxc_process import LxcProcess
 from services.instance.drivers.spec import (
     HOST_NAME_RE,
     ExecRequest,
@@ -67,43 +68,67 @@ class LxcDriver(InstanceDriver):
     # -- the interface: each call runs its synchronous twin in a thread ---------------------
 
     async def create(self, spec: InstanceSpec) -> None:
-        await asyncio.to_thread(self._serialized, spec.name, self._write, spec, True)
+        await self._run(spec.name, "creating", self._write, spec, True)
 
     async def update(self, spec: InstanceSpec) -> None:
-        await asyncio.to_thread(self._serialized, spec.name, self._write, spec, False)
+        await self._run(spec.name, "updating", self._write, spec, False)
 
     async def start(self, name: str) -> InstanceState:
-        return await asyncio.to_thread(self._serialized, name, self._start, name)
+        return await self._run(name, "starting", self._start, name)
 
     async def stop(self, name: str, *, timeout: float = 30.0, force: bool = False) -> None:
-        await asyncio.to_thread(self._serialized, name, self._stop, name, timeout, force)
+        await self._run(name, "stopping", self._stop, name, timeout, force)
 
     async def freeze(self, name: str) -> None:
-        await asyncio.to_thread(self._serialized, name, self._freeze, name)
+        await self._run(name, "freezing", self._freeze, name)
 
     async def unfreeze(self, name: str) -> None:
-        await asyncio.to_thread(self._serialized, name, self._unfreeze, name)
+        await self._run(name, "thawing", self._unfreeze, name)
 
     async def state(self, name: str) -> InstanceState:
-        return await asyncio.to_thread(self._state, name)
+        return await self._run(name, "reading the state of", self._state, name, lock=False)
 
     async def set_limits(self, name: str, limits: Limits) -> None:
-        await asyncio.to_thread(self._serialized, name, self._set_limits, name, limits)
+        await self._run(name, "setting limits of", self._set_limits, name, limits)
 
     async def spawn(self, name: str, request: ExecRequest) -> ExecProcess:
-        return _LxcProcess(await asyncio.to_thread(self._spawn, name, request), name)
+        # _spawn takes the lock itself, only around the attach (not for the command's life).
+        pid = await self._run(name, "exec in", self._spawn, name, request, lock=False)
+        return LxcProcess(pid, name)
 
     async def delete(self, name: str) -> None:
-        await asyncio.to_thread(self._serialized, name, self._delete, name)
+        await self._run(name, "deleting", self._delete, name)
 
     async def log_files(self, name: str) -> dict[str, Path]:
-        return await asyncio.to_thread(self._log_files, name)
+        return await self._run(name, "listing logs of", self._log_files, name, lock=False)
 
     async def exists(self, name: str) -> bool:
-        return self._config_path(name).is_file()
+        return await self._run(name, "looking up", self._exists, name, lock=False)
 
     async def list(self) -> list[str]:
-        return await asyncio.to_thread(self._list)
+        return await self._run("", "listing", self._list, lock=False)
+
+    async def _run(
+        self, name: str, what: str, work: Callable[..., T], *args: Any, lock: bool = True
+    ) -> T:
+        """Run blocking work in a thread (under the instance's lock for state changes).
+
+        This is the driver boundary: anything but a WarrenError (an OSError, python-lxc's
+        KeyError or TypeError) becomes a DriverError.
+        """
+
+        def call() -> T:
+            if not lock:
+                return work(*args)
+            with self._locked(name):
+                return work(*args)
+
+        try:
+            return await asyncio.to_thread(call)
+        except WarrenError:
+            raise
+        except Exception as exc:
+            raise DriverError(f"{what} {name or 'instances'} failed", repr(exc)) from exc
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -124,6 +149,9 @@ class LxcDriver(InstanceDriver):
         container = lxc.Container(name, str(self.root))
         return Path(container.get_config_item("lxc.log.file") or self._home(name) / "lxc.log")
 
+    def _exists(self, name: str) -> bool:
+        return self._config_path(name).is_file()
+
     def _log_files(self, name: str) -> dict[str, Path]:
         container = self._container(name)
         files = {
@@ -142,11 +170,6 @@ class LxcDriver(InstanceDriver):
             lock = self._locks.setdefault(name, threading.Lock())
         with lock:
             yield
-
-    def _serialized(self, name: str, work: Callable[..., T], *args: Any) -> T:
-        """Run a state change under the instance's lock."""
-        with self._locked(name):
-            return work(*args)
 
     @staticmethod
     def _status(container: lxc.Container) -> Status:
@@ -351,34 +374,3 @@ class LxcDriver(InstanceDriver):
             for entry in self.root.iterdir()
             if HOST_NAME_RE.match(entry.name) and entry.is_dir()
         )
-
-
-class _LxcProcess(ExecProcess):
-    """An attached process: our child on the host, waited for in a thread."""
-
-    def __init__(self, pid: int, instance: str) -> None:
-        self.pid = pid
-        self._instance = instance
-        self._code: int | None = None
-
-    async def wait(self) -> int:
-        if self._code is None:
-            self._code = await asyncio.to_thread(self._wait)
-        return self._code
-
-    def _wait(self) -> int:
-        try:
-            _, status = os.waitpid(self.pid, 0)
-        except ChildProcessError as exc:
-            raise DriverError(
-                f"exec in {self._instance}: the process was reaped elsewhere"
-            ) from exc
-        # A signal death reads as 128+N, as in a shell.
-        if os.WIFSIGNALED(status):
-            return 128 + os.WTERMSIG(status)
-        return os.waitstatus_to_exitcode(status)
-
-    def signal(self, signum: int) -> None:
-        if self._code is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
