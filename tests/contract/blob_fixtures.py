@@ -3,6 +3,7 @@ a bucket of the test S3 server), restartable, with a way to find what a put left
 
 from __future__ import annotations
 
+import io
 import uuid
 from pathlib import Path
 
@@ -44,6 +45,18 @@ class BlobBackend:
         """Restart what holds the data (the S3 server); a directory needs nothing."""
         if self.seaweed is not None:
             self.seaweed.restart()
+
+    def plant_leftover(self) -> None:
+        """Leave what a put whose process was killed half-way leaves behind."""
+        if self.driver == "local":
+            (self.root / "images").mkdir(parents=True, exist_ok=True)
+            (self.root / "images" / f".x.{uuid.uuid4().hex}.part").write_bytes(b"half")
+            return
+        assert self.seaweed is not None
+        client = Minio(self.seaweed.endpoint, ACCESS_KEY, SECRET_KEY, secure=False)
+        if not client.bucket_exists(self.bucket):
+            client.make_bucket(self.bucket)
+        client.put_object(self.bucket, f"{TEMP_PREFIX}{uuid.uuid4().hex}", io.BytesIO(b"half"), 4)
 
     def leftovers(self) -> list[str]:
         """Temporary files/objects and unfinished multipart uploads still lying around."""

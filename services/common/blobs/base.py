@@ -142,6 +142,22 @@ class BlobStore(ABC):
     async def list(self, prefix: str = "") -> list[str]:
         """Keys starting with ``prefix``, sorted."""
 
+    @abstractmethod
+    async def sweep_temporary(self, older_than: timedelta = timedelta(hours=1)) -> int:
+        """Remove what puts of dead processes left (older than ``older_than``); return a count.
+
+        Younger leftovers may belong to puts still running, so they stay.
+        """
+
+    async def copy(self, source_key: str, dest_key: str) -> BlobInfo:
+        """Store a copy of ``source_key`` under ``dest_key``; NotFound if the source is missing.
+
+        This default streams through Warren; drivers with ``server_side_copy`` do better.
+        """
+        check_key(dest_key)
+        info = await self.stat(source_key)
+        return await self.put(dest_key, self.get(source_key), expected_sha256=info.sha256)
+
     async def exists(self, key: str) -> bool:
         """Whether an object is stored under ``key``."""
         try:

@@ -8,11 +8,14 @@ one, never a part. The sha256 rides along in an extended attribute set before th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -93,6 +96,31 @@ class LocalBlobStore(BlobStore):
         path = self._path(key)
         await asyncio.to_thread(_unlink, path)
 
+    async def copy(self, source_key: str, dest_key: str) -> BlobInfo:
+        # A hard link: objects are never modified in place (a put renames a new file over the
+        # old one), so the two names can share one inode, xattr included.
+        source, dest = self._path(source_key), self._path(dest_key)
+        info = await self.stat(source_key)
+        await asyncio.to_thread(_link, source, dest, source_key)
+        return info.model_copy(update={"key": dest_key})
+
+    async def sweep_temporary(self, older_than: timedelta = timedelta(hours=1)) -> int:
+        cutoff = time.time() - older_than.total_seconds()
+        return await asyncio.to_thread(self._sweep, cutoff)
+
+    def _sweep(self, cutoff: float) -> int:
+        removed = 0
+        for dirpath, _, filenames in os.walk(self.root):
+            for name in filenames:
+                path = Path(dirpath, name)
+                if not (name.startswith(".") and name.endswith(".part")):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime <= cutoff:
+                        path.unlink()
+                        removed += 1
+        return removed
+
     async def list(self, prefix: str = "") -> list[str]:
         check_prefix(prefix)
         return await asyncio.to_thread(self._list, prefix)
@@ -169,6 +197,22 @@ def _finish(handle: BinaryIO, temp: Path, path: Path, sha256: str) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def _link(source: Path, dest: Path, key: str) -> None:
+    temp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.link(source, temp)
+        try:
+            os.replace(temp, dest)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    except IsADirectoryError as exc:
+        raise Conflict(f"blob key {dest.name} is a prefix of other blobs") from exc
+    except OSError as exc:
+        raise _translate(exc, key) from exc
 
 
 def _open_existing(path: Path, key: str) -> BinaryIO:

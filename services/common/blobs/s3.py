@@ -16,7 +16,7 @@ import hashlib
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import urllib3
@@ -238,15 +238,41 @@ class S3BlobStore(BlobStore):
         objects = self._client.list_objects(self.bucket, prefix=prefix or None, recursive=True)
         return [obj.object_name for obj in objects if obj.object_name]
 
-    async def sweep_temporary(self) -> int:
-        """Remove temporary objects left by puts whose process died; returns how many.
+    async def copy(self, source_key: str, dest_key: str) -> BlobInfo:
+        check_key(source_key)
+        check_key(dest_key)
+        info = await self.stat(source_key)
+        # The sha256 is set again rather than copied: S3 cannot copy metadata of objects over
+        # 5 GiB (minio then composes the copy from parts).
+        meta = {SHA256_META: info.sha256} if info.sha256 else None
+        await self._call(
+            self._client.copy_object,
+            self.bucket,
+            dest_key,
+            CopySource(self.bucket, source_key),
+            key=source_key,
+            metadata=meta,
+            metadata_directive=REPLACE if meta else None,
+        )
+        return info.model_copy(update={"key": dest_key})
 
-        Only safe when no put is in progress anywhere (e.g. at cluster start).
-        """
-        objects = await self._call(self._list, TEMP_PREFIX)
-        for name in objects:
+    async def sweep_temporary(self, older_than: timedelta = timedelta(hours=1)) -> int:
+        # Incomplete multipart uploads of dead processes are invisible here (minio has no public
+        # call to list them): a bucket lifecycle rule (AbortIncompleteMultipartUpload) is the
+        # S3 way to reclaim them.
+        cutoff = datetime.now(UTC) - older_than
+        stale = await self._call(self._list_temporary, cutoff)
+        for name in stale:
             await self._call(self._client.remove_object, self.bucket, name, key=name)
-        return len(objects)
+        return len(stale)
+
+    def _list_temporary(self, cutoff: datetime) -> list[str]:
+        objects = self._client.list_objects(self.bucket, prefix=TEMP_PREFIX, recursive=True)
+        return [
+            obj.object_name
+            for obj in objects
+            if obj.object_name and (obj.last_modified is None or obj.last_modified <= cutoff)
+        ]
 
     async def get_url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         check_key(key)
