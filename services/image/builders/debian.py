@@ -1,11 +1,12 @@
 """The Debian image: ``debootstrap --variant=minbase`` from the mirror apt uses on this machine.
 
 An init is included (``sysvinit-core``: light, and needs no systemd support from the host),
-with ``ifupdown`` + ``isc-dhcp-client`` so ``eth0`` comes up by DHCP. The tree is then made
-container-ready (no getty on virtual consoles, no host ``resolv.conf``, no package caches) and
-packed into a unified tarball; device nodes under ``/dev`` are left out (the container runtime
-populates ``/dev``). The staging directory is removed afterwards, after unmounting anything
-debootstrap left mounted in it on failure.
+with ``ifupdown`` + ``isc-dhcp-client`` so ``eth0`` comes up by DHCP, and ``procps`` (``ps``).
+The tree is then made container-ready (no getty on virtual consoles, SIGPWR halts cleanly as
+LXC expects, no host ``resolv.conf``, no package caches) and packed into a unified tarball;
+device nodes under ``/dev`` are left out (the container runtime populates ``/dev``). The
+staging directory is removed afterwards, after unmounting anything debootstrap left mounted in
+it on failure.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from services.image.builders.common import (
 )
 from services.image.builders.writer import ImageTarWriter
 
-INCLUDE = ("sysvinit-core", "ifupdown", "isc-dhcp-client", "iproute2", "netbase")
+INCLUDE = ("sysvinit-core", "ifupdown", "isc-dhcp-client", "iproute2", "netbase", "procps")
 RELEASES = {"bookworm": "12", "trixie": "13", "bullseye": "11"}
 SKIP_CONTENT = ("proc", "sys", "dev", "run", "tmp", "var/cache/apt/archives", "var/lib/apt/lists")
 
