@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import io
 import os
+import time
 import tracemalloc
 import urllib.request
 from collections.abc import AsyncIterator
@@ -89,7 +90,7 @@ async def test_round_trip_of_a_multi_chunk_stream(blobs: BlobStore) -> None:
     assert await blobs.stat("images/big") == info
 
 
-@pytest.mark.parametrize("kind", ["bytes", "file", "async-reader", "empty"])
+@pytest.mark.parametrize("kind", ["bytes", "file", "async-reader", "multipart-part", "empty"])
 async def test_every_source_kind(blobs: BlobStore, kind: str) -> None:
     data = b"" if kind == "empty" else pattern(3 * CHUNK + 7, seed=1)
 
@@ -100,7 +101,24 @@ async def test_every_source_kind(blobs: BlobStore, kind: str) -> None:
         async def read(self, n: int) -> bytes:
             return self.stream.read(n)
 
-    source = {"bytes": data, "file": io.BytesIO(data), "async-reader": AsyncReader()}
+    class MultipartPart:
+        """The shape of aiohttp's BodyPartReader: read() would return the whole part."""
+
+        def __init__(self) -> None:
+            self.stream = io.BytesIO(data)
+
+        async def read(self, decode: bool = False) -> bytes:
+            raise AssertionError("the whole part read at once")
+
+        async def read_chunk(self, size: int = 8192) -> bytes:
+            return self.stream.read(size)
+
+    source = {
+        "bytes": data,
+        "file": io.BytesIO(data),
+        "async-reader": AsyncReader(),
+        "multipart-part": MultipartPart(),
+    }
     info = await blobs.put("k", source.get(kind, data))
     assert (info.size, info.sha256) == (len(data), hashlib.sha256(data).hexdigest())
     assert await read_all(blobs, "k") == data
@@ -202,6 +220,8 @@ async def test_cancelled_upload_leaves_nothing(blobs: BlobStore, blob_backend: B
     upload = asyncio.create_task(blobs.put("images/cancelled", stalls()))
     await asyncio.wait_for(half_way.wait(), 60)
     upload.cancel()
+    done, _ = await asyncio.wait([upload], timeout=120)
+    assert done, "the cancelled put never finished"
     with pytest.raises(asyncio.CancelledError):
         await upload
     assert not await blobs.exists("images/cancelled")
@@ -358,6 +378,46 @@ async def test_s3_dead_server_is_unavailable() -> None:
         await store.close()
 
 
+async def test_s3_cancel_racing_with_the_next_read(
+    seaweed: SeaweedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The upload thread asks the event loop for the next chunk; a cancel arriving between that
+    # request and the thread recording it once left the thread waiting forever on a stalled
+    # source. Widen that window so the race happens every time.
+    submit = asyncio.run_coroutine_threadsafe
+
+    def slow_submit(coro, loop):  # type: ignore[no-untyped-def]
+        future = submit(coro, loop)
+        time.sleep(0.05)
+        return future
+
+    monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", slow_submit)
+    backend = BlobBackend("s3", tmp_path, seaweed)
+    store = backend.make()
+    try:
+        for _ in range(3):
+            stalled = asyncio.Event()
+
+            async def stalls(stalled: asyncio.Event) -> AsyncIterator[bytes]:
+                yield pattern(6 * MiB)  # past the first part: a multipart upload is open
+                stalled.set()
+                await asyncio.Event().wait()
+                yield b"never"
+
+            upload = asyncio.create_task(store.put("k", stalls(stalled)))
+            await asyncio.wait_for(stalled.wait(), 60)
+            upload.cancel()
+            # Not wait_for: cancelling a stuck put again would hide that it never finished.
+            done, _ = await asyncio.wait([upload], timeout=120)
+            assert done, "the cancelled put never finished"
+            with pytest.raises(asyncio.CancelledError):
+                await upload
+        assert not await store.exists("k")
+        assert backend.leftovers() == []
+    finally:
+        await store.close()
+
+
 def test_factory_follows_the_environment(tmp_path: Path) -> None:
     assert set(DRIVERS) == {"local", "s3"}
     local = open_blob_store(env={"WARREN_DIR": str(tmp_path)})
@@ -377,5 +437,7 @@ def test_factory_follows_the_environment(tmp_path: Path) -> None:
     assert "s" not in repr(BlobSettings.from_env(env).s3_secret_key).replace("SecretStr", "")
     with pytest.raises(BadRequest, match="WARREN_S3_ENDPOINT"):
         open_blob_store(env={"WARREN_BLOB_DRIVER": "s3"})
+    with pytest.raises(BadRequest, match="bucket"):
+        open_blob_store(env={**env, "WARREN_S3_BUCKET": "No_Such..Bucket"})
     with pytest.raises(BadRequest, match="unknown blob driver"):
         open_blob_store(env={"WARREN_BLOB_DRIVER": "floppy"})

@@ -31,7 +31,8 @@ T = TypeVar("T")
 CHUNK_SIZE = 1024 * 1024
 
 # What put() accepts: bytes, a blocking binary file, an object with ``async read(n)`` (such as
-# aiohttp's StreamReader) or any async iterable of byte chunks.
+# aiohttp's StreamReader) or ``async read_chunk(n)`` (its multipart BodyPartReader), or any
+# async iterable of byte chunks.
 BlobSource = bytes | bytearray | memoryview | BinaryIO | AsyncIterable[bytes] | Any
 
 
@@ -67,7 +68,8 @@ async def iter_source(source: BlobSource, chunk_size: int = CHUNK_SIZE) -> Async
         for start in range(0, len(view), chunk_size):
             yield bytes(view[start : start + chunk_size])
         return
-    read = getattr(source, "read", None)
+    # aiohttp's multipart BodyPartReader: its read() would take the whole part at once.
+    read = getattr(source, "read_chunk", None) or getattr(source, "read", None)
     if read is not None:
         while True:
             if inspect.iscoroutinefunction(read):
@@ -101,6 +103,8 @@ async def in_thread_to_the_end(
         if on_cancel is not None:
             on_cancel()
         await asyncio.wait([running])
+        if not running.cancelled():
+            running.exception()  # retrieved: the cancellation is what the caller sees
         raise
 
 

@@ -23,9 +23,9 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import REPLACE, CopySource
 from minio.error import InvalidResponseError, S3Error, ServerError
-from minio.helpers import MIN_PART_SIZE
+from minio.helpers import MIN_PART_SIZE, check_bucket_name
 
-from schemas.errors import NotFound, Unavailable, WarrenError
+from schemas.errors import BadRequest, NotFound, Unavailable, WarrenError
 
 from .base import (
     CHUNK_SIZE,
@@ -72,14 +72,19 @@ class S3BlobStore(BlobStore):
         part_size: int = PART_SIZE,
         chunk_size: int = CHUNK_SIZE,
     ) -> None:
+        try:
+            check_bucket_name(bucket, strict=True)
+        except ValueError as exc:
+            raise BadRequest(f"invalid S3 bucket name {bucket!r}") from exc
         self.endpoint = endpoint
         self.bucket = bucket
         self.part_size = max(part_size, MIN_PART_SIZE)
         self.chunk_size = chunk_size
-        # Fewer, quicker retries than minio's default (5 min timeouts): a dead server must
-        # surface as Unavailable within seconds, not minutes.
+        # Fewer, quicker retries than minio's default: a dead server must surface as Unavailable
+        # within seconds. Reads keep minio's 5 minutes: a server-side copy of a big object can
+        # keep the response waiting that long.
         self._http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5, read=120),
+            timeout=urllib3.Timeout(connect=5, read=300),
             maxsize=16,
             retries=urllib3.Retry(
                 total=3, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
@@ -297,7 +302,8 @@ class _ThreadReader:
         self._loop = loop
         self._leftover = b""
         self._done = False
-        self._aborted = threading.Event()
+        self._lock = threading.Lock()
+        self._aborted = False
         self._pending: concurrent.futures.Future[bytes | None] | None = None
         self.digest = hashlib.sha256()
         self.size = 0
@@ -305,9 +311,10 @@ class _ThreadReader:
 
     def abort(self) -> None:
         """Make the pending and every later read fail (called from the event loop)."""
-        self._aborted.set()
-        if self._pending is not None:
-            self._pending.cancel()
+        with self._lock:
+            self._aborted = True
+            if self._pending is not None:
+                self._pending.cancel()
 
     async def _next(self) -> bytes | None:
         try:
@@ -323,11 +330,16 @@ class _ThreadReader:
         have = len(self._leftover)
         self._leftover = b""
         while not self._done and (size < 0 or have < size):
-            if self._aborted.is_set():
-                raise OSError("upload cancelled")
-            self._pending = asyncio.run_coroutine_threadsafe(self._next(), self._loop)
+            with self._lock:
+                # Under the lock: an abort() racing with this request either sees it (and
+                # cancels it) or has already set the flag. Otherwise the upload thread could
+                # wait forever on a source that stalls.
+                if self._aborted:
+                    raise OSError("upload cancelled")
+                pending = asyncio.run_coroutine_threadsafe(self._next(), self._loop)
+                self._pending = pending
             try:
-                chunk = self._pending.result()
+                chunk = pending.result()
             except concurrent.futures.CancelledError:
                 raise OSError("upload cancelled") from None
             if chunk is None:
