@@ -17,13 +17,13 @@ from gateway import errors
 from gateway.eventlog import LogReader
 from gateway.hub import EventHub, HubLogHandler
 from gateway.operations import OperationsView
-from gateway.routes import events, history, operations, profiles, projects, root
+from gateway.routes import events, history, operations, profiles, projects, root, storage
 from gateway.state import STATE, GatewaySettings, GatewayState
 from schemas.client import Bus
 
 log = logging.getLogger("gateway")
 
-ROUTE_MODULES = (root, profiles, projects, operations, events, history)
+ROUTE_MODULES = (root, profiles, projects, operations, events, history, storage)
 #: Bodies of LXD requests are small JSON documents; image uploads will get their own route.
 MAX_BODY = 16 * 1024 * 1024
 

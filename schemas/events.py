@@ -92,3 +92,12 @@ LIFECYCLE_SOURCES: dict[str, str] = {
     PROFILE_RENAMED: "/1.0/profiles/{name}",
     PROFILE_DELETED: "/1.0/profiles/{name}",
 }
+
+# Storage pools (aggregate "storage-pool", owned by the node's storage service). Payloads carry
+# the whole pool: name, node, driver, description, config (as completed by the driver).
+STORAGE_POOL_CREATED = "storage-pool-created"
+STORAGE_POOL_UPDATED = "storage-pool-updated"
+STORAGE_POOL_DELETED = "storage-pool-deleted"
+for _type in (STORAGE_POOL_CREATED, STORAGE_POOL_UPDATED, STORAGE_POOL_DELETED):
+    register(_type)
+    LIFECYCLE_SOURCES[_type] = "/1.0/storage-pools/{name}"

@@ -83,3 +83,20 @@ PROFILES_DELETE = command(INSTANCE, "profile-delete")
 PROFILES_LIST = query(INSTANCE, "profile-list")
 PROFILES_GET = query(INSTANCE, "profile-get")
 HISTORY = query(INSTANCE, "history")
+
+# The storage service is node-scoped: each node serves its own pools on
+# ``storage.<node>.<verb>`` (one process per node, so every request meets the host it acts on).
+STORAGE = "storage"
+STORAGE_POOL_CREATE = "pool-create"
+STORAGE_POOL_UPDATE = "pool-update"
+STORAGE_POOL_DELETE = "pool-delete"
+STORAGE_POOL_LIST = "pool-list"
+STORAGE_POOL_GET = "pool-get"
+STORAGE_POOL_RESOURCES = "pool-resources"
+STORAGE_VOLUME_LIST = "volume-list"
+STORAGE_VOLUME_GET = "volume-get"
+
+
+def storage(verb: str, node: str) -> str:
+    """Subject of a storage command or query on one node: ``storage.<node>.<verb>``."""
+    return command(STORAGE, verb, node)

@@ -61,6 +61,9 @@ SERVICES: list[ServiceSpec] = [
     # queue group "instance", and its per-node endpoints use queue groups too: copies on one
     # node share the work, so replicas are allowed.
     ServiceSpec(name="instance", module="services.instance", scope="node", replicable=True),
+    # Node agent owning this node's storage pools: one process per node (it serialises host
+    # changes of a pool in memory), so no replicas.
+    ServiceSpec(name="storage", module="services.storage", scope="node"),
     ServiceSpec(name="gateway", module="gateway", scope="cluster", role="gateway"),
 ]
 

@@ -1,0 +1,67 @@
+"""The pools read model: every pool of every node, by id and by (node, name)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.envelope import StoredEvent
+from services.common.projection import Projection
+from services.storage.pools import aggregate
+from services.storage.pools.state import POOL, PoolState
+
+
+class PoolProjection(Projection):
+    """Pools folded from the log with the aggregate's own ``evolve``."""
+
+    name = "storage-pools"
+    snapshot_version = 1
+    aggregates = frozenset({POOL})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.load(None)
+
+    def apply(self, stored: StoredEvent) -> None:
+        event = stored.event
+        old = self.pools.get(event.aggregate_id)
+        new = aggregate.evolve(old, event)
+        if new is not None:
+            self._index(old, new)
+        self.seqs[event.aggregate_id] = stored.seq
+
+    def _index(self, old: PoolState | None, new: PoolState) -> None:
+        self.pools[new.id] = new
+        if old is not None and not old.deleted and self.by_name.get((old.node, old.name)) == old.id:
+            del self.by_name[(old.node, old.name)]
+        if not new.deleted:
+            self.by_name[(new.node, new.name)] = new.id
+
+    def dump(self) -> Any:
+        return {"pools": [s.dump() for s in self.pools.values()], "seqs": self.seqs}
+
+    def load(self, state: Any) -> None:
+        self.pools: dict[str, PoolState] = {}
+        self.seqs: dict[str, int] = {}
+        self.by_name: dict[tuple[str, str], str] = {}
+        if not state:
+            return
+        for raw in state["pools"]:
+            self._index(None, PoolState(**raw))
+        self.seqs = {k: int(v) for k, v in state["seqs"].items()}
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def seq_of(self, pool_id: str) -> int:
+        return self.seqs.get(pool_id, 0)
+
+    def pool(self, node: str, name: str) -> PoolState | None:
+        pool_id = self.by_name.get((node, name))
+        return self.pools[pool_id] if pool_id else None
+
+    def pools_on(self, node: str) -> list[PoolState]:
+        found = [self.pools[i] for (n, _), i in self.by_name.items() if n == node]
+        return sorted(found, key=lambda s: s.name)
+
+    def has_name(self, pool_id: str, name: str) -> bool:
+        state = self.pools.get(pool_id)
+        return state is not None and not state.deleted and state.name == name

@@ -1,0 +1,51 @@
+"""Wiring of the storage service (node-scoped): pools, volumes, start-up repairs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from services.common.runtime import ServiceRuntime
+from services.storage.pools import defaults
+from services.storage.pools.handlers import PoolHandlers, Pools
+from services.storage.pools.host import HostPools
+from services.storage.pools.projection import PoolProjection
+from services.storage.pools.volumes import VolumeHandlers
+
+log = logging.getLogger(__name__)
+
+NAME = "storage"
+
+
+async def setup(runtime: ServiceRuntime) -> Pools:
+    """Register the storage endpoints on a connected runtime (``runtime.start()`` follows)."""
+    assert runtime.bus is not None and runtime.store is not None
+    settings = runtime.settings
+    host = HostPools(settings.warren_dir)
+    await defaults.ensure_default_pool(runtime.store, host, settings.node)
+    projection = PoolProjection()
+    runner = runtime.add_projection(projection)
+    pools = Pools(runtime.store, runtime.bus, runner, projection, host, settings.node)
+    PoolHandlers(pools).register(runtime.endpoints)
+    VolumeHandlers(pools).register(runtime.endpoints)
+    target = await runtime.store.last_seq()
+    task = asyncio.create_task(_reconcile_when_caught_up(pools, target, runtime))
+    runtime.on_stop(lambda: _cancel(task))
+    return pools
+
+
+async def _reconcile_when_caught_up(pools: Pools, target: int, runtime: ServiceRuntime) -> None:
+    try:
+        await pools.projection.wait_for(target, timeout=3600)
+        await defaults.reconcile(
+            pools.projection, pools.host, pools.node, runtime.settings.warren_dir
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("start-up reconcile failed; it runs again at the next start")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
