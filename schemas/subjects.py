@@ -87,6 +87,7 @@ HISTORY = query(INSTANCE, "history")
 # The storage service is node-scoped: each node serves its own pools on
 # ``storage.<node>.<verb>`` (one process per node, so every request meets the host it acts on).
 STORAGE = "storage"
+STORAGE_POOL_AGGREGATE = "storage-pool"
 STORAGE_POOL_CREATE = "pool-create"
 STORAGE_POOL_UPDATE = "pool-update"
 STORAGE_POOL_DELETE = "pool-delete"

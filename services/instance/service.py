@@ -13,6 +13,7 @@ from services.instance.catalog.history import HistoryHandler
 from services.instance.catalog.profile_handlers import ProfileHandlers
 from services.instance.catalog.project_handlers import ProjectHandlers
 from services.instance.catalog.projection import CatalogProjection
+from services.instance.catalog.root_disk import DefaultProfileRootDisk
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ async def setup(runtime: ServiceRuntime) -> Catalog:
     ProfileHandlers(catalog).register(runtime.endpoints)
     ProjectHandlers(catalog).register(runtime.endpoints)
     HistoryHandler(catalog).register(runtime.endpoints)
+    runtime.add_reaction(DefaultProfileRootDisk(store))
     target = await store.last_seq()
     catalog.reconcile_task = asyncio.create_task(_reconcile_when_caught_up(catalog, target))
     return catalog
