@@ -17,13 +17,34 @@ from gateway import errors
 from gateway.eventlog import LogReader
 from gateway.hub import EventHub, HubLogHandler
 from gateway.operations import OperationsView
-from gateway.routes import events, history, operations, profiles, projects, root, storage
+from gateway.routes import (
+    events,
+    history,
+    image_aliases,
+    images,
+    operations,
+    profiles,
+    projects,
+    root,
+    storage,
+)
 from gateway.state import STATE, GatewaySettings, GatewayState
 from schemas.client import Bus
 
 log = logging.getLogger("gateway")
 
-ROUTE_MODULES = (root, profiles, projects, operations, events, history, storage)
+# image_aliases before images: /1.0/images/aliases must not match /1.0/images/{fingerprint}.
+ROUTE_MODULES = (
+    root,
+    profiles,
+    projects,
+    operations,
+    events,
+    history,
+    storage,
+    image_aliases,
+    images,
+)
 #: Bodies of LXD requests are small JSON documents; image uploads will get their own route.
 MAX_BODY = 16 * 1024 * 1024
 

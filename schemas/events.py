@@ -63,6 +63,14 @@ NAME_RELEASED = "name-released"
 OPERATION_CREATED = "operation-created"
 OPERATION_UPDATED = "operation-updated"
 OPERATION_CANCEL_REQUESTED = "operation-cancel-requested"
+# Images and image aliases (the image service); payload "name" is the fingerprint/alias name.
+IMAGE_CREATED = "image-created"
+IMAGE_UPDATED = "image-updated"
+IMAGE_DELETED = "image-deleted"
+IMAGE_ALIAS_CREATED = "image-alias-created"
+IMAGE_ALIAS_UPDATED = "image-alias-updated"
+IMAGE_ALIAS_RENAMED = "image-alias-renamed"
+IMAGE_ALIAS_DELETED = "image-alias-deleted"
 
 for _type in (
     PROJECT_CREATED,
@@ -78,6 +86,13 @@ for _type in (
     OPERATION_CREATED,
     OPERATION_UPDATED,
     OPERATION_CANCEL_REQUESTED,
+    IMAGE_CREATED,
+    IMAGE_UPDATED,
+    IMAGE_DELETED,
+    IMAGE_ALIAS_CREATED,
+    IMAGE_ALIAS_UPDATED,
+    IMAGE_ALIAS_RENAMED,
+    IMAGE_ALIAS_DELETED,
 ):
     register(_type)
 
@@ -91,6 +106,13 @@ LIFECYCLE_SOURCES: dict[str, str] = {
     PROFILE_UPDATED: "/1.0/profiles/{name}",
     PROFILE_RENAMED: "/1.0/profiles/{name}",
     PROFILE_DELETED: "/1.0/profiles/{name}",
+    IMAGE_CREATED: "/1.0/images/{name}",
+    IMAGE_UPDATED: "/1.0/images/{name}",
+    IMAGE_DELETED: "/1.0/images/{name}",
+    IMAGE_ALIAS_CREATED: "/1.0/images/aliases/{name}",
+    IMAGE_ALIAS_UPDATED: "/1.0/images/aliases/{name}",
+    IMAGE_ALIAS_RENAMED: "/1.0/images/aliases/{name}",
+    IMAGE_ALIAS_DELETED: "/1.0/images/aliases/{name}",
 }
 
 # Storage pools (aggregate "storage-pool", owned by the node's storage service). Payloads carry

@@ -55,6 +55,11 @@ def io(operation_id: str, fd: str) -> str:
     return f"io.{_token(operation_id)}.{_token(fd)}"
 
 
+def stream(stream_id: str, part: int) -> str:
+    """Core NATS subject of one byte stream (part ``part`` of an upload or export)."""
+    return io(stream_id, str(int(part)))
+
+
 def operation_cancel(operation_id: str) -> str:
     """Request sent to whichever service runs an operation, asking it to cancel."""
     return f"cancel.{_token(operation_id)}"
@@ -83,6 +88,22 @@ PROFILES_DELETE = command(INSTANCE, "profile-delete")
 PROFILES_LIST = query(INSTANCE, "profile-list")
 PROFILES_GET = query(INSTANCE, "profile-get")
 HISTORY = query(INSTANCE, "history")
+
+# The image service (cluster-scoped, queue group "image"): images and image aliases.
+IMAGE = "image"
+IMAGES_UPLOAD_BEGIN = command(IMAGE, "upload-begin")
+IMAGES_EXPORT_BEGIN = command(IMAGE, "export-begin")
+IMAGES_UPDATE = command(IMAGE, "image-update")
+IMAGES_DELETE = command(IMAGE, "image-delete")
+IMAGES_LIST = query(IMAGE, "image-list")
+IMAGES_GET = query(IMAGE, "image-get")
+IMAGE_ALIASES_CREATE = command(IMAGE, "alias-create")
+IMAGE_ALIASES_UPDATE = command(IMAGE, "alias-update")
+IMAGE_ALIASES_RENAME = command(IMAGE, "alias-rename")
+IMAGE_ALIASES_DELETE = command(IMAGE, "alias-delete")
+IMAGE_ALIASES_LIST = query(IMAGE, "alias-list")
+IMAGE_ALIASES_GET = query(IMAGE, "alias-get")
+
 
 # The storage service is node-scoped: each node serves its own pools on
 # ``storage.<node>.<verb>`` (one process per node, so every request meets the host it acts on).
