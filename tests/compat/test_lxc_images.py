@@ -1,0 +1,176 @@
+"""The real LXD 5.0 ``lxc`` client's image commands against a Warren stack.
+
+Builds the busybox image, imports it (unified and split), lists, inspects, aliases, exports
+(byte-identical files), deletes; bad uploads fail clearly and leave nothing behind; the image
+service killed in the middle of an upload leaves nothing half made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _helpers import lxc_ok, metadata, unique
+from stack import UnixHTTPConnection, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from test_image_service_support import hostile_image, split_image
+
+from services.image.builders.busybox import build_busybox
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("lxc") is None, reason="the lxc client is missing"),
+    pytest.mark.skipif(not Path("/bin/busybox").exists(), reason="busybox-static not installed"),
+    pytest.mark.timeout(180),
+]
+
+
+@pytest.fixture(scope="module")
+def busybox(tmp_path_factory) -> Path:
+    return Path(build_busybox(tmp_path_factory.mktemp("busybox")).path)
+
+
+def fingerprints(stack: Any) -> list[str]:
+    return [url.rsplit("/", 1)[-1] for url in metadata(stack, "/1.0/images")]
+
+
+def image_blobs(stack: Any) -> list[str]:
+    root = stack.dir / "blobs"
+    return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def spool_files(stack: Any) -> list[str]:
+    root = stack.dir / "tmp" / "image-uploads"
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+def test_import_list_info_alias_export_delete(module_warren, busybox, tmp_path):
+    stack = module_warren
+    sha = hashlib.sha256(busybox.read_bytes()).hexdigest()
+    out = lxc_ok(stack, "image", "import", str(busybox), "--alias", "busybox")
+    assert f"Image imported with fingerprint: {sha}" in out
+    listed = lxc_ok(stack, "image", "list", "--format", "csv")
+    assert f"busybox,{sha[:12]},no," in listed
+    info = lxc_ok(stack, "image", "info", "busybox")
+    assert f"Fingerprint: {sha}" in info and "Architecture: x86_64" in info
+    assert "os: busybox" in info and "- busybox" in info
+
+    second = unique("bb")
+    lxc_ok(stack, "image", "alias", "create", second, sha[:12])
+    renamed = second + "-r"
+    lxc_ok(stack, "image", "alias", "rename", second, renamed)
+    aliases = lxc_ok(stack, "image", "alias", "list", "--format", "csv")
+    assert f"{renamed},{sha[:12]}" in aliases and f"{second}," not in aliases
+    lxc_ok(stack, "image", "alias", "delete", renamed)
+    assert renamed not in lxc_ok(stack, "image", "alias", "list", "--format", "csv")
+
+    out_dir = tmp_path / "export"
+    out_dir.mkdir()
+    lxc_ok(stack, "image", "export", "busybox", str(out_dir))
+    exported = out_dir / busybox.name
+    assert exported.read_bytes() == busybox.read_bytes()
+
+    again = stack.lxc("image", "import", str(busybox))
+    assert again.returncode != 0
+    assert "Image with same fingerprint already exists" in again.stderr
+
+    lxc_ok(stack, "image", "delete", "busybox")
+    assert sha not in fingerprints(stack)
+    assert "busybox" not in lxc_ok(stack, "image", "alias", "list", "--format", "csv")
+    assert sha not in image_blobs(stack)
+
+
+def test_split_import_and_export(module_warren, busybox, tmp_path):
+    stack = module_warren
+    meta, rootfs = split_image(busybox.read_bytes())
+    (tmp_path / "meta.tar.gz").write_bytes(meta)
+    (tmp_path / "rootfs.tar.gz").write_bytes(rootfs)
+    sha = hashlib.sha256(meta + rootfs).hexdigest()
+    alias = unique("split")
+    out = lxc_ok(
+        stack,
+        "image",
+        "import",
+        str(tmp_path / "meta.tar.gz"),
+        str(tmp_path / "rootfs.tar.gz"),
+        "--alias",
+        alias,
+    )
+    assert sha in out
+    out_dir = tmp_path / "export"
+    out_dir.mkdir()
+    lxc_ok(stack, "image", "export", alias, str(out_dir))
+    # LXD names a split export after the rootfs file, the metadata with a "meta-" prefix.
+    assert (out_dir / "meta-rootfs.tar.gz").read_bytes() == meta
+    assert (out_dir / "rootfs.tar.gz").read_bytes() == rootfs
+    lxc_ok(stack, "image", "delete", alias)
+    assert sha not in fingerprints(stack)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "hostile"])
+def test_bad_uploads_fail_clearly_and_leave_nothing(module_warren, busybox, tmp_path, kind):
+    stack = module_warren
+    data = busybox.read_bytes()
+    data = data[: len(data) // 2] if kind == "truncated" else hostile_image()
+    path = tmp_path / "bad.tar.gz"
+    path.write_bytes(data)
+    before, blobs_before = fingerprints(stack), image_blobs(stack)
+    result = stack.lxc("image", "import", str(path))
+    assert result.returncode != 0
+    expected = "corrupt or truncated archive" if kind == "truncated" else "'..' path component"
+    assert expected in result.stderr
+    assert fingerprints(stack) == before
+    assert image_blobs(stack) == blobs_before
+    assert spool_files(stack) == []
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def test_image_service_killed_mid_upload(module_warren, busybox):
+    stack = module_warren
+    data = busybox.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    before = fingerprints(stack)
+    conn = UnixHTTPConnection(stack.socket, timeout=60)
+    try:
+        conn.putrequest("POST", "/1.0/images")
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        conn.send(_chunk(data[:300_000]))
+        # The service is spooling this upload: kill it there.
+        wait_for(lambda: spool_files(stack), 30, "the upload to start spooling")
+        old = stack.kill("image", signal.SIGKILL)
+        try:
+            conn.send(_chunk(data[300_000:]) + b"0\r\n\r\n")
+            response = conn.getresponse()
+            status = response.status
+            response.read()
+        except (BrokenPipeError, ConnectionResetError):
+            status = 0  # the gateway may refuse the rest of the body outright
+        assert status != 202 and (status == 0 or status >= 500)
+    finally:
+        conn.close()
+    stack.wait_restarted("image", old)
+    # The new process removed the dead one's spool file; nothing was stored.
+    wait_for(lambda: spool_files(stack) == [], 30, "the abandoned spool file to go")
+    assert fingerprints(stack) == before
+    assert sha not in image_blobs(stack)
+    out = lxc_ok(stack, "image", "import", str(busybox))
+    assert sha in out
+    lxc_ok(stack, "image", "delete", sha)
+
+
+def test_json_sources_are_refused_clearly(module_warren):
+    status, _, body = module_warren.request(
+        "POST", "/1.0/images", {"source": {"type": "url", "url": "https://example.org/x"}}
+    )
+    assert status == 501
+    assert "upload" in body["error"]
