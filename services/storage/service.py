@@ -25,7 +25,7 @@ async def setup(runtime: ServiceRuntime) -> Pools:
     await defaults.ensure_default_pool(runtime.store, host, settings.node)
     projection = PoolProjection()
     runner = runtime.add_projection(projection)
-    pools = Pools(runtime.store, runtime.bus, runner, projection, host, settings.node)
+    pools = Pools(runtime.store, runner, projection, host, settings.node)
     PoolHandlers(pools).register(runtime.endpoints)
     VolumeHandlers(pools).register(runtime.endpoints)
     target = await runtime.store.last_seq()

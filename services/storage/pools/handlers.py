@@ -17,7 +17,6 @@ from typing import Any
 from schemas import storage as wire
 from schemas import subjects
 from schemas.catalog import ByName, ListQuery, ObjectResult
-from schemas.client import Bus
 from schemas.envelope import Event
 from schemas.errors import BadRequest, Conflict, NotFound
 from schemas.messages import RequestMeta
@@ -31,7 +30,7 @@ from services.storage.pools import aggregate as agg
 from services.storage.pools.host import HostPools
 from services.storage.pools.projection import PoolProjection
 from services.storage.pools.state import POOL, PoolState, pool_dict
-from services.storage.pools.volumes import profiles_using, user_url
+from services.storage.pools.volumes import user_url
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,6 @@ class Pools:
     """Everything the pool handlers share, wired once per process."""
 
     store: EventStore
-    bus: Bus
     runner: ProjectionRunner
     projection: PoolProjection
     host: HostPools
@@ -65,7 +63,7 @@ class Pools:
 
     async def used_by(self, state: PoolState) -> list[str]:
         """Profiles whose disks use the pool, then the images and instances on it."""
-        found = await profiles_using(self.bus, state.name)
+        found = self.projection.profiles_using(state.name)
         if self.host.unavailable(state):  # nothing more can be known
             return found
         for volume in await self.host.volumes(state):

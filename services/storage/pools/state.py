@@ -6,9 +6,12 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from schemas import subjects
 from schemas.lxd.catalog import etag_of
 
-POOL = "storage-pool"
+POOL = subjects.STORAGE_POOL_AGGREGATE
+#: Profiles (owned by the instance service) whose disks may use pools.
+PROFILE = "profile"
 DEFAULT_POOL = "default"
 _NAMESPACE = uuid.UUID("0d7c2f5e-93a4-4b1c-8f0e-5a2d6b9c4e17")
 

@@ -1,4 +1,4 @@
-"""Volumes of this node's pools as LXD shows them, and who uses a pool.
+"""Volumes of this node's pools as LXD shows them.
 
 Warren's volumes are made by the image and instance services through the drivers; here they
 are only listed (``/1.0/storage-pools/<pool>/volumes[/<type>[/<name>]]``).
@@ -6,26 +6,19 @@ are only listed (``/1.0/storage-pools/<pool>/volumes[/<type>[/<name>]]``).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 from urllib.parse import quote
 
 from schemas import storage as wire
 from schemas import subjects
-from schemas.catalog import ListQuery
-from schemas.client import Bus
-from schemas.errors import NotFound, WarrenError
+from schemas.errors import NotFound
 from schemas.messages import RequestMeta
 from services.common.endpoints import EndpointGroup
 from services.storage.drivers import VolumeInfo
 from services.storage.pools.state import PoolState
 
-log = logging.getLogger(__name__)
-
 #: Where the object using a volume lives, by volume type.
 _USERS = {"image": "images", "container": "instances"}
-#: How long a pool view waits for the instance service's profiles before going without.
-PROFILES_TIMEOUT = 2.0
 
 
 def user_url(volume_type: str, name: str) -> str:
@@ -48,30 +41,6 @@ def volume_dict(volume: VolumeInfo, project: str = "default") -> dict[str, Any]:
         "content_type": "filesystem",
         "project": project,
     }
-
-
-async def profiles_using(bus: Bus, pool: str) -> list[str]:
-    """URLs of the default project's profiles with a disk on ``pool``.
-
-    Asked of the instance service (which owns profiles); if it does not answer, the pool is
-    shown without them rather than not at all.
-    """
-    try:
-        profiles = await bus.request(
-            subjects.PROFILES_LIST,
-            ListQuery(recursion=1).model_dump(),
-            RequestMeta(requestor="warren"),
-            timeout=PROFILES_TIMEOUT,
-        )
-    except WarrenError as exc:
-        log.info("profiles unknown for pool %s: %s", pool, exc.message)
-        return []
-    found = []
-    for profile in profiles:
-        devices = profile.get("devices") or {}
-        if any(d.get("type") == "disk" and d.get("pool") == pool for d in devices.values()):
-            found.append(f"/1.0/profiles/{quote(profile['name'], safe='')}")
-    return sorted(found)
 
 
 class VolumeHandlers:
