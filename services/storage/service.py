@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from schemas.errors import WarrenError
 from services.common.runtime import ServiceRuntime
 from services.storage.pools import defaults
 from services.storage.pools.handlers import PoolHandlers, Pools
@@ -22,7 +23,11 @@ async def setup(runtime: ServiceRuntime) -> Pools:
     assert runtime.bus is not None and runtime.store is not None
     settings = runtime.settings
     host = HostPools(settings.warren_dir)
-    await defaults.ensure_default_pool(runtime.store, host, settings.node)
+    try:
+        await defaults.ensure_default_pool(runtime.store, host, settings.node)
+    except WarrenError as exc:
+        # Serve the other pools anyway; the next start tries again.
+        log.error("could not create the default storage pool: %s", exc.message)
     projection = PoolProjection()
     runner = runtime.add_projection(projection)
     pools = Pools(runtime.store, runner, projection, host, settings.node)

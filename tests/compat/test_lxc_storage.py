@@ -97,7 +97,12 @@ def test_dir_pool_create_set_unset_edit_delete(stack: Stack) -> None:
             "hello"
         )
         lxc_ok(stack, "storage", "unset", name, "user.note")
-        assert "user.note" not in metadata(stack, f"/1.0/storage-pools/{name}")["config"]
+        status, _, _ = stack.request(
+            "PATCH", f"/1.0/storage-pools/{name}", {"config": {"user.patched": "1"}}
+        )
+        assert status == 200
+        assert metadata(stack, f"/1.0/storage-pools/{name}")["config"]["user.patched"] == "1"
+        # A PUT: user keys not sent are dropped, the source stays.
         lxc_ok(stack, "storage", "edit", name, input="description: edited\nconfig: {}\n")
         pool = metadata(stack, f"/1.0/storage-pools/{name}")
         assert pool["description"] == "edited"

@@ -86,8 +86,12 @@ async def reconcile(
         known.add(state.name)
         if await host.mount(state):
             log.info("storage pool %s (%s) mounted", state.name, state.driver)
+    sources = {state.config.get("source") for state in projection.pools_on(node)}
     pools_dir = warren_dir / "storage-pools"
     if pools_dir.is_dir():
         for entry in sorted(pools_dir.iterdir()):
             if entry.name not in known:
                 log.warning("reconcile: %s belongs to no storage pool in the log", entry)
+    for disk in sorted((warren_dir / "disks").glob("*.img")):
+        if str(disk) not in sources:
+            log.warning("reconcile: loop file %s belongs to no storage pool in the log", disk)
