@@ -21,8 +21,11 @@ from schemas.storage import CreatePool, UpdatePool, VolumeQuery
 
 EXTENSIONS: tuple[str, ...] = ("storage", "resources", "entity_description")
 
-#: Creating a btrfs pool formats a filesystem: give the node agent time on a busy machine.
-STORAGE_TIMEOUT = 120.0
+#: Creating a btrfs pool formats a filesystem, deleting one unmounts it: give the node agent
+#: time on a busy machine. Queries keep the usual bound so a stopped service fails fast.
+HOST_TIMEOUT = 120.0
+QUERY_TIMEOUT = 10.0
+_HOST_VERBS = frozenset({subjects.STORAGE_POOL_CREATE, subjects.STORAGE_POOL_DELETE})
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,9 @@ class NodeFamily(Family):
 async def ask(request: web.Request, verb: str, body: BaseModel, meta: Any) -> Any:
     st = state(request)
     node = st.server.environment.server_name
+    timeout = HOST_TIMEOUT if verb in _HOST_VERBS else QUERY_TIMEOUT
     return await st.bus.request(
-        subjects.storage(verb, node), body.model_dump(mode="json"), meta, STORAGE_TIMEOUT
+        subjects.storage(verb, node), body.model_dump(mode="json"), meta, timeout
     )
 
 
