@@ -7,6 +7,7 @@ what only the host knows (volumes, usage). Commands: decide (pure) -> host effec
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
@@ -126,7 +127,7 @@ class PoolHandlers:
         inodes = {"used": 0, "total": 0}
         root = getattr(driver, "root", None)
         if root is not None:
-            st = os.statvfs(root)
+            st = await asyncio.to_thread(os.statvfs, root)  # a host call: off the event loop
             inodes = {"used": st.f_files - st.f_ffree, "total": st.f_files}
         space = {"used": usage.used, "total": usage.total}
         return {"space": space, "inodes": inodes}, seq
