@@ -31,6 +31,10 @@ WRITABLE = ("auto_update", "properties", "public", "expires_at", "profiles")
 _TRUE = ("1", "true", "yes", "on")
 #: A stalled transfer gives up after this long (the service side has its own idle timeout).
 TRANSFER_TIMEOUT = 120.0
+#: An upload chunk is acknowledged as soon as it is queued for the spool file; no answer this
+#: long means the receiving replica died with the chunk in flight (a dead replica found
+#: before sending fails at once: NATS has no responders).
+CHUNK_TIMEOUT = 20.0
 
 
 def image_url(fingerprint: str, meta: RequestMeta) -> str:
@@ -130,6 +134,19 @@ async def _next_part(reader: MultipartReader, names: tuple[str, ...]) -> BodyPar
     return part
 
 
+async def _send(
+    st: GatewayState,
+    upload_id: str,
+    part: int,
+    chunks: AsyncIterator[bytes],
+    trailer: dict[str, str] | None = None,
+) -> Reply:
+    subject = subjects.stream(upload_id, part)
+    return await send_stream(
+        st.bus.nc, subject, chunks, chunk_timeout=CHUNK_TIMEOUT, trailer=trailer
+    )
+
+
 @routes.post("/1.0/images")
 async def create_image(request: web.Request) -> web.Response:
     if request.content_type == "application/json":
@@ -150,18 +167,12 @@ async def create_image(request: web.Request) -> web.Response:
         await st.bus.request(subjects.IMAGES_UPLOAD_BEGIN, begin.model_dump(), meta)
     )
     if reader is None or first is None:
-        reply = await send_stream(
-            st.bus.nc, subjects.stream(ticket.upload_id, 0), _body_chunks(request)
-        )
+        reply = await _send(st, ticket.upload_id, 0, _body_chunks(request))
         return await _operation_reply(request, reply)
-    (
-        await send_stream(st.bus.nc, subjects.stream(ticket.upload_id, 0), _part_chunks(first))
-    ).unwrap()
+    (await _send(st, ticket.upload_id, 0, _part_chunks(first))).unwrap()
     rootfs = await _next_part(reader, ("rootfs", "rootfs.img"))
     trailer = {"filename": rootfs.filename or ""}
-    reply = await send_stream(
-        st.bus.nc, subjects.stream(ticket.upload_id, 1), _part_chunks(rootfs), trailer=trailer
-    )
+    reply = await _send(st, ticket.upload_id, 1, _part_chunks(rootfs), trailer)
     return await _operation_reply(request, reply)
 
 

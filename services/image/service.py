@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from pathlib import Path
 
 from services.common.blobs import BlobStore, open_blob_store
@@ -31,7 +32,9 @@ async def setup(runtime: ServiceRuntime, blobs: BlobStore | None = None) -> Imag
     projection = ImageProjection()
     runner = runtime.add_projection(projection)
     operations = OperationRecorder(runtime.bus.nc, runtime.store, runtime.settings.node)
-    spool_dir = Path(runtime.settings.warren_dir) / "tmp" / "image-uploads"
+    # One directory per host: replicas in other containers sharing WARREN_DIR have pids of
+    # another namespace, so only this host's leftovers can be judged by pid.
+    spool_dir = Path(runtime.settings.warren_dir) / "tmp" / "image-uploads" / socket.gethostname()
     spool_dir.mkdir(parents=True, exist_ok=True)
     removed = await asyncio.to_thread(sweep_spool, spool_dir)
     swept = await blobs.sweep_temporary()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from _helpers import lxc_ok, metadata, unique
 from stack import UnixHTTPConnection, wait_for
 
@@ -46,7 +47,7 @@ def image_blobs(stack: Any) -> list[str]:
 
 def spool_files(stack: Any) -> list[str]:
     root = stack.dir / "tmp" / "image-uploads"
-    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+    return sorted(p.name for p in root.rglob("upload-*")) if root.exists() else []
 
 
 def test_import_list_info_alias_export_delete(module_warren, busybox, tmp_path):
@@ -68,6 +69,11 @@ def test_import_list_info_alias_export_delete(module_warren, busybox, tmp_path):
     assert f"{renamed},{sha[:12]}" in aliases and f"{second}," not in aliases
     lxc_ok(stack, "image", "alias", "delete", renamed)
     assert renamed not in lxc_ok(stack, "image", "alias", "list", "--format", "csv")
+
+    # `lxc image edit` reads the new YAML from stdin when it is not a terminal (a PUT).
+    lxc_ok(stack, "image", "edit", "busybox", input="properties:\n  os: edited\npublic: true\n")
+    shown = yaml.safe_load(lxc_ok(stack, "image", "show", "busybox"))
+    assert shown["properties"] == {"os": "edited"} and shown["public"] is True
 
     out_dir = tmp_path / "export"
     out_dir.mkdir()
@@ -148,6 +154,9 @@ def test_image_service_killed_mid_upload(module_warren, busybox):
         # The service is spooling this upload: kill it there.
         wait_for(lambda: spool_files(stack), 30, "the upload to start spooling")
         old = stack.kill("image", signal.SIGKILL)
+        # Once a new process runs the old one's connection is surely gone, so the gateway's
+        # next chunk finds no responder (a chunk in flight at the kill times out instead).
+        stack.wait_restarted("image", old)
         try:
             conn.send(_chunk(data[300_000:]) + b"0\r\n\r\n")
             response = conn.getresponse()
@@ -158,7 +167,6 @@ def test_image_service_killed_mid_upload(module_warren, busybox):
         assert status != 202 and (status == 0 or status >= 500)
     finally:
         conn.close()
-    stack.wait_restarted("image", old)
     # The new process removed the dead one's spool file; nothing was stored.
     wait_for(lambda: spool_files(stack) == [], 30, "the abandoned spool file to go")
     assert fingerprints(stack) == before

@@ -245,3 +245,23 @@ async def test_update_put_patch_and_etag(images, busybox):
         assert put["properties"] == {"a": "b"} and put["public"] is False
     finally:
         await _delete(images, sha)
+
+
+async def test_two_replicas_share_the_work(images, service, nats_server, busybox):
+    """Uploads and exports land on either replica (queue group); each finishes on the one
+    that took it, and both see the same images."""
+    assert service.ctx is not None
+    second = await ImageService(nats_server.url, service.runtime.settings.warren_dir, "n2").start()
+    try:
+        meta, rootfs = split_image(busybox)
+        shas = [hashlib.sha256(busybox).hexdigest(), hashlib.sha256(meta + rootfs).hexdigest()]
+        for _ in range(3):
+            assert (await images.upload(busybox))["status"] == "Success"
+            assert (await images.upload(meta, rootfs, filename="r.tar.gz"))["status"] == "Success"
+            assert await images.export(shas[0]) == [(shas[0], busybox)]
+            assert await images.export(shas[1]) == [("meta-r.tar.gz", meta), ("r.tar.gz", rootfs)]
+            for sha in shas:
+                await _delete(images, sha)
+        assert second.spool_files() == [] and service.spool_files() == []
+    finally:
+        await second.stop()

@@ -152,7 +152,8 @@ class UploadHandlers:
             )
             handed_over = True
             result = OperationResult(operation=op.object).model_dump()
-            await receivers[-1].finish(Reply(result=result, seq=op._seq))
+            seq = await self.c.store.last_seq()  # covers the operation-created event
+            await receivers[-1].finish(Reply(result=result, seq=seq))
         except WarrenError as exc:
             for rx in receivers:
                 await rx.fail(exc)
