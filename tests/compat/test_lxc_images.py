@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from _helpers import lxc_ok, metadata, unique
+from _helpers import LxcMonitor, lifecycle, lxc_ok, mentions, metadata, prime_listener, unique
 from stack import UnixHTTPConnection, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -182,3 +182,46 @@ def test_json_sources_are_refused_clearly(module_warren):
     )
     assert status == 501
     assert "upload" in body["error"]
+
+
+def test_lifecycle_events(module_warren, busybox):
+    stack = module_warren
+    sha = hashlib.sha256(busybox.read_bytes()).hexdigest()
+    alias = unique("ev")
+    image_src, alias_src = f"/1.0/images/{sha}", f"/1.0/images/aliases/{alias}"
+    sources = {image_src, alias_src}
+    monitor = LxcMonitor(stack)
+    try:
+        prime_listener(stack, lambda probe: mentions(monitor.events(), probe))
+        lxc_ok(stack, "image", "import", str(busybox), "--alias", alias)
+        lxc_ok(stack, "image", "delete", alias)
+        events = monitor.wait_for(
+            lambda evs: ("image-deleted", image_src) in lifecycle(evs, sources),
+            "the image-deleted event",
+        )
+    finally:
+        monitor.stop()
+    assert lifecycle(events, sources) == [
+        ("image-created", image_src),
+        ("image-alias-created", alias_src),
+        ("image-alias-deleted", alias_src),
+        ("image-deleted", image_src),
+    ]
+
+
+def test_images_belong_to_their_project(module_warren, busybox):
+    stack = module_warren
+    project = unique("imgp")
+    lxc_ok(stack, "project", "create", project)
+    try:
+        sha = hashlib.sha256(busybox.read_bytes()).hexdigest()
+        lxc_ok(stack, "image", "import", str(busybox), "--project", project, "--alias", "bb")
+        assert sha in [
+            u.split("?")[0].rsplit("/", 1)[-1]
+            for u in metadata(stack, f"/1.0/images?project={project}")
+        ]
+        assert sha not in fingerprints(stack)
+        assert "bb" not in lxc_ok(stack, "image", "alias", "list", "--format", "csv")
+        lxc_ok(stack, "image", "delete", "bb", "--project", project)
+    finally:
+        lxc_ok(stack, "project", "delete", project)
