@@ -105,6 +105,11 @@ IMAGE_ALIASES_LIST = query(IMAGE, "alias-list")
 IMAGE_ALIASES_GET = query(IMAGE, "alias-get")
 
 
+def image_operation_alive(operation_id: str) -> str:
+    """Answered by the image service process running an operation, while it runs."""
+    return f"{IMAGE}.operation-alive.{_token(operation_id)}"
+
+
 # The storage service is node-scoped: each node serves its own pools on
 # ``storage.<node>.<verb>`` (one process per node, so every request meets the host it acts on).
 STORAGE = "storage"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -15,6 +16,7 @@ from services.image.images.alias_handlers import AliasHandlers
 from services.image.images.context import ImageContext
 from services.image.images.export import ExportHandlers
 from services.image.images.handlers import ImageHandlers
+from services.image.images.orphans import fail_orphans
 from services.image.images.projection import ImageProjection
 from services.image.images.upload import UploadHandlers, sweep_spool
 
@@ -57,8 +59,37 @@ async def setup(runtime: ServiceRuntime, blobs: BlobStore | None = None) -> Imag
     AliasHandlers(ctx).register(runtime.endpoints)
     uploads.register(runtime.endpoints)
     exports.register(runtime.endpoints)
+    target = await runtime.store.last_seq()
+    ctx.startup = asyncio.create_task(_fail_orphans_when_caught_up(ctx, target))
+    runtime.on_stop(lambda: _cancel(ctx.startup))
     runtime.on_stop(blobs.close)
     runtime.on_stop(operations.stop)
     runtime.on_stop(exports.stop)
     runtime.on_stop(uploads.stop)
     return ctx
+
+
+async def _fail_orphans_when_caught_up(ctx: ImageContext, target: int) -> None:
+    try:
+        await ctx.projection.wait_for(target, timeout=3600)
+        while True:
+            failed, again = await fail_orphans(
+                ctx.nc, ctx.store, ctx.projection.running, ctx.node, target
+            )
+            if failed:
+                log.info("recorded %d operations of a dead image service as failed", failed)
+            if again is None:
+                return
+            await asyncio.sleep(again + 0.1)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("could not check for orphaned image operations; the next start will")
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import nats
@@ -15,6 +16,7 @@ from test_image_service_support import Images, ImageService, hostile_image, spli
 
 from schemas import events, subjects
 from schemas.bytestream import Frame, pack_frame, send_stream
+from schemas.envelope import Event, utcnow
 from schemas.errors import BadRequest, Conflict, NotFound
 from services.image.builders.busybox import build_busybox
 
@@ -265,3 +267,69 @@ async def test_two_replicas_share_the_work(images, service, nats_server, busybox
         assert second.spool_files() == [] and service.spool_files() == []
     finally:
         await second.stop()
+
+
+async def _running_operation(images: Images, age: timedelta) -> str:
+    """Record an image operation as Running, as a process that then died would leave it."""
+    op_id = str(uuid.uuid4())
+    now = utcnow() - age
+    obj = {
+        "id": op_id,
+        "class": "task",
+        "description": "Downloading image",
+        "created_at": now.isoformat(),
+        "updated_at": now.isoformat(),
+        "status": "Running",
+        "status_code": 103,
+        "resources": None,
+        "metadata": None,
+        "may_cancel": False,
+        "err": "",
+        "location": "none",
+    }
+    event = Event(
+        type=events.OPERATION_CREATED,
+        aggregate=subjects.OPERATION_AGGREGATE,
+        aggregate_id=op_id,
+        version=1,
+        occurred_at=now,
+        payload=obj,
+    )
+    await images.store.append([event], expected_seq=0)
+    return op_id
+
+
+async def test_operations_of_a_dead_process_are_failed_at_start(images, service, nats_server):
+    orphan = await _running_operation(images, timedelta(minutes=5))
+    young = await _running_operation(images, timedelta(seconds=0))
+    second = await ImageService(nats_server.url, service.runtime.settings.warren_dir, "n3").start()
+    try:
+        assert second.ctx is not None and second.ctx.startup is not None
+        await second.ctx.startup
+        # The young one is judged once old enough (its owner might have been starting).
+        for op_id in (orphan, young):
+            final = await images.wait_operation(op_id)
+            assert final["status"] == "Failure"
+            assert final["err"] == "The image service stopped during the operation"
+    finally:
+        await second.stop()
+
+
+async def test_operations_of_a_live_process_are_left_alone(images, service, nats_server):
+    """An old Running operation whose owner answers the liveness probe is not touched."""
+    op_id = await _running_operation(images, timedelta(minutes=5))
+
+    async def owner(msg):
+        await msg.respond(b"")
+
+    sub = await images.bus.nc.subscribe(subjects.image_operation_alive(op_id), cb=owner)
+    second = await ImageService(nats_server.url, service.runtime.settings.warren_dir, "n4").start()
+    try:
+        assert second.ctx is not None and second.ctx.startup is not None
+        await second.ctx.startup
+        last = await images.store.last(subjects.operation(op_id))
+        assert last is not None and last.event.payload["status"] == "Running"
+        assert op_id in second.ctx.projection.running.ops
+    finally:
+        await second.stop()
+        await sub.unsubscribe()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ class ImageContext:
     #: Seconds a transfer may stay silent before it counts as abandoned.
     idle_timeout: float = 60.0
     alias_names: NameRegistry = field(init=False)
+    #: The start-up check for operations of dead processes (see :mod:`.orphans`).
+    startup: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.alias_names = NameRegistry(self.store, ALIAS)

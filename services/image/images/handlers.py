@@ -20,6 +20,7 @@ from services.common.operations import RunningOperation
 from services.image.images import alias as alias_agg
 from services.image.images import image as agg
 from services.image.images.context import ImageContext
+from services.image.images.orphans import answer_while_running
 from services.image.images.state import ImageState, blob_keys
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class ImageHandlers:
             await self.delete_image(target, project, meta)
             return None
 
-        final = await self.c.operations.run(
+        op = await self.c.operations.start(
             work,
             description="Deleting image",
             resources={"images": [f"/1.0/images/{target.fingerprint}"]},
@@ -89,6 +90,8 @@ class ImageHandlers:
             project=project,
             operation_id=meta.correlation_id,
         )
+        await answer_while_running(self.c.nc, op)
+        final = await op.wait()
         seq = await self.c.store.last_seq()
         return OperationResult(operation=final).model_dump(), seq
 

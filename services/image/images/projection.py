@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas import events
+from schemas import events, subjects
 from schemas.envelope import StoredEvent
 from schemas.errors import BadRequest, NotFound
 from services.common.projection import Projection
 from services.image.images import alias as alias_agg
 from services.image.images import image as image_agg
+from services.image.images.orphans import RunningOps
 from services.image.images.state import ALIAS, IMAGE, PROJECT, AliasState, ImageState, image_view
 
 DEFAULT = "default"
@@ -25,7 +26,7 @@ class ImageProjection(Projection):
 
     name = "images"
     snapshot_version = 1
-    aggregates = frozenset({IMAGE, ALIAS, PROJECT})
+    aggregates = frozenset({IMAGE, ALIAS, PROJECT, subjects.OPERATION_AGGREGATE})
 
     def __init__(self) -> None:
         super().__init__()
@@ -34,6 +35,9 @@ class ImageProjection(Projection):
     def apply(self, stored: StoredEvent) -> None:
         event = stored.event
         agg_id = event.aggregate_id
+        if event.aggregate == subjects.OPERATION_AGGREGATE:
+            self.running.apply(stored.seq, event)
+            return  # operations are not aggregates of this service: no expected sequence kept
         if event.aggregate == PROJECT:
             self._apply_project(agg_id, event.type, event.payload)
         elif event.aggregate == IMAGE:
@@ -71,6 +75,7 @@ class ImageProjection(Projection):
             "aliases": [s.dump() for s in self.aliases.values()],
             "projects": self.projects,
             "seqs": self.seqs,
+            "running": self.running.dump(),
         }
 
     def load(self, state: Any) -> None:
@@ -79,8 +84,11 @@ class ImageProjection(Projection):
         self.alias_by_name: dict[tuple[str, str], str] = {}
         self.projects: dict[str, dict[str, Any]] = {}
         self.seqs: dict[str, int] = {}
+        #: Image operations still Running in the log (see :mod:`.orphans`).
+        self.running = RunningOps()
         if not state:
             return
+        self.running.load(state.get("running"))
         for raw in state["images"]:
             image = ImageState(**raw)
             self.images[image.id] = image

@@ -34,6 +34,7 @@ from services.common.endpoints import EndpointGroup
 from services.common.operations import RunningOperation, lxd_time
 from services.image.images import image as agg
 from services.image.images.context import ImageContext
+from services.image.images.orphans import answer_while_running
 from services.image.images.state import ImageState, blob_keys, image_id
 from services.image.tarball import ImageInfo, inspect_image
 
@@ -151,6 +152,7 @@ class UploadHandlers:
                 operation_id=body.operation_id,
             )
             handed_over = True
+            await answer_while_running(self.c.nc, op)
             result = OperationResult(operation=op.object).model_dump()
             seq = await self.c.store.last_seq()  # covers the operation-created event
             await receivers[-1].finish(Reply(result=result, seq=seq))
