@@ -100,8 +100,15 @@ async def send_stream(
         return await _request(nc, subject, end, final_timeout)
     finally:
         if not finished:
-            with contextlib.suppress(Exception):
-                await nc.publish(subject, pack_frame(Frame(seq=seq, abort="sender gave up")))
+            await abort_stream(nc, subject, seq)
+
+
+async def abort_stream(
+    nc: Client, subject: str, seq: int = 0, reason: str = "sender gave up"
+) -> None:
+    """Tell the receiver of ``subject`` the stream will not come (best effort, no answer)."""
+    with contextlib.suppress(Exception):
+        await nc.publish(subject, pack_frame(Frame(seq=seq, abort=reason)))
 
 
 class StreamReceiver:

@@ -19,7 +19,7 @@ from gateway import context, responses
 from gateway.state import GatewayState, state
 from schemas import images as wire
 from schemas import subjects
-from schemas.bytestream import CHUNK_SIZE, StreamReceiver, send_stream
+from schemas.bytestream import CHUNK_SIZE, StreamReceiver, abort_stream, send_stream
 from schemas.catalog import ObjectResult, OperationResult
 from schemas.errors import BadRequest, ErrorCode, WarrenError
 from schemas.messages import Reply, RequestMeta
@@ -160,8 +160,11 @@ async def create_image(request: web.Request) -> web.Response:
     op_id = str(uuid.uuid4())
     meta = context.meta(request, correlation_id=op_id)
     split = request.content_type == "multipart/form-data"
-    reader = await request.multipart() if split else None
-    first = await _next_part(reader, ("metadata",)) if reader is not None else None
+    try:
+        reader = await request.multipart() if split else None
+        first = await _next_part(reader, ("metadata",)) if reader is not None else None
+    except ValueError as exc:  # aiohttp's word for a malformed multipart body
+        raise BadRequest(f"Invalid multipart image: {exc}") from exc
     begin = _begin(request, split, op_id)
     ticket = wire.UploadTicket.model_validate(
         await st.bus.request(subjects.IMAGES_UPLOAD_BEGIN, begin.model_dump(), meta)
@@ -169,10 +172,21 @@ async def create_image(request: web.Request) -> web.Response:
     if reader is None or first is None:
         reply = await _send(st, ticket.upload_id, 0, _body_chunks(request))
         return await _operation_reply(request, reply)
-    (await _send(st, ticket.upload_id, 0, _part_chunks(first))).unwrap()
-    rootfs = await _next_part(reader, ("rootfs", "rootfs.img"))
+    rootfs_subject = subjects.stream(ticket.upload_id, 1)
+    try:
+        (await _send(st, ticket.upload_id, 0, _part_chunks(first))).unwrap()
+        rootfs = await _next_part(reader, ("rootfs", "rootfs.img"))
+    except BaseException as exc:
+        # The rootfs part will never come: let the service drop the upload now.
+        await abort_stream(st.bus.nc, rootfs_subject)
+        if isinstance(exc, ValueError):
+            raise BadRequest(f"Invalid multipart image: {exc}") from exc
+        raise
     trailer = {"filename": rootfs.filename or ""}
-    reply = await _send(st, ticket.upload_id, 1, _part_chunks(rootfs), trailer)
+    try:
+        reply = await _send(st, ticket.upload_id, 1, _part_chunks(rootfs), trailer)
+    except ValueError as exc:
+        raise BadRequest(f"Invalid multipart image: {exc}") from exc
     return await _operation_reply(request, reply)
 
 

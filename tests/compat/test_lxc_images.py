@@ -176,6 +176,33 @@ def test_image_service_killed_mid_upload(module_warren, busybox):
     lxc_ok(stack, "image", "delete", sha)
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/form-data; boundary=xyz", "multipart/form-data"],
+)
+def test_malformed_multipart_is_a_bad_request(module_warren, content_type):
+    before = fingerprints(module_warren)
+    status, _, body = module_warren.request(
+        "POST", "/1.0/images", b"garbage", headers={"Content-Type": content_type}
+    )
+    assert status == 400 and "Invalid multipart image" in body["error"], body
+    assert fingerprints(module_warren) == before
+
+
+def test_split_upload_without_rootfs_is_refused_and_dropped(module_warren, busybox):
+    meta, _ = split_image(busybox.read_bytes())
+    body = (
+        b"--b0\r\n"
+        b'Content-Disposition: form-data; name="metadata"; filename="meta.tar.gz"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n" + meta + b"\r\n--b0--\r\n"
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=b0"}
+    status, _, reply = module_warren.request("POST", "/1.0/images", body, headers=headers)
+    assert status == 400 and "expected a rootfs or rootfs.img part" in reply["error"], reply
+    # The half-received upload is dropped at once (the service was told), not left to time out.
+    wait_for(lambda: spool_files(module_warren) == [], 30, "the half upload to be dropped")
+
+
 def test_json_sources_are_refused_clearly(module_warren):
     status, _, body = module_warren.request(
         "POST", "/1.0/images", {"source": {"type": "url", "url": "https://example.org/x"}}
