@@ -123,3 +123,43 @@ STORAGE_POOL_DELETED = "storage-pool-deleted"
 for _type in (STORAGE_POOL_CREATED, STORAGE_POOL_UPDATED, STORAGE_POOL_DELETED):
     register(_type)
     LIFECYCLE_SOURCES[_type] = "/1.0/storage-pools/{name}"
+
+# Instances (aggregate "instance", owned by the instance service of the node holding them).
+# Payloads carry the whole writable state plus "name"; state events carry "name" too.
+INSTANCE_CREATED = "instance-created"
+INSTANCE_UPDATED = "instance-updated"
+INSTANCE_RENAMED = "instance-renamed"
+INSTANCE_DELETED = "instance-deleted"
+INSTANCE_STARTED = "instance-started"
+INSTANCE_STOPPED = "instance-stopped"
+INSTANCE_SHUTDOWN = "instance-shutdown"
+INSTANCE_RESTARTED = "instance-restarted"
+INSTANCE_PAUSED = "instance-paused"
+INSTANCE_RESUMED = "instance-resumed"
+# Host actions recorded for the audit trail and lifecycle events (no state change).
+INSTANCE_EXEC = "instance-exec"
+INSTANCE_FILE_PUSHED = "instance-file-pushed"
+INSTANCE_FILE_RETRIEVED = "instance-file-retrieved"
+INSTANCE_FILE_DELETED = "instance-file-deleted"
+INSTANCE_LOG_RETRIEVED = "instance-log-retrieved"
+INSTANCE_LOG_DELETED = "instance-log-deleted"
+for _type in (
+    INSTANCE_CREATED,
+    INSTANCE_UPDATED,
+    INSTANCE_RENAMED,
+    INSTANCE_DELETED,
+    INSTANCE_STARTED,
+    INSTANCE_STOPPED,
+    INSTANCE_SHUTDOWN,
+    INSTANCE_RESTARTED,
+    INSTANCE_PAUSED,
+    INSTANCE_RESUMED,
+    INSTANCE_EXEC,
+    INSTANCE_FILE_PUSHED,
+    INSTANCE_FILE_RETRIEVED,
+    INSTANCE_FILE_DELETED,
+    INSTANCE_LOG_RETRIEVED,
+    INSTANCE_LOG_DELETED,
+):
+    register(_type)
+    LIFECYCLE_SOURCES[_type] = "/1.0/instances/{name}"

@@ -41,3 +41,55 @@ class VolumeQuery(BaseModel):
     type: str | None = None
     name: str | None = None
     recursion: int = 0
+
+
+# -- volumes for instances (asked by the instance service on the same node) ------------------
+#
+# - ``image-volume-ensure`` (:class:`ImageVolumeEnsure`): the image's volume exists in the pool
+#   afterwards (fetched from the blob store and unpacked once; concurrent asks share the
+#   work); reply :class:`ImageVolumeReady`;
+# - ``instance-volume-create`` (:class:`InstanceVolumeCreate`): a copy-on-write clone of the
+#   image volume named ``name`` (the instance's host name); ``None``. Conflict if it exists;
+# - ``instance-volume-mount`` (:class:`InstanceVolumeRef`): mounted (idempotent); reply
+#   :class:`MountedVolume`;
+# - ``instance-volume-unmount`` / ``instance-volume-delete`` (:class:`InstanceVolumeRef`):
+#   ``None``; both idempotent (deleting a volume that is not there is not an error).
+
+
+class VolumeIdMap(BaseModel):
+    """Container ids 0..count-1 are host ids host_base.. (uids and gids alike)."""
+
+    host_base: int = Field(default=1_000_000, ge=1)
+    count: int = Field(default=65_536, ge=1)
+
+
+class ImageVolumeEnsure(BaseModel):
+    pool: str
+    fingerprint: str
+
+
+class ImageVolumeReady(BaseModel):
+    fingerprint: str
+    #: False when the volume was there already.
+    created: bool
+
+
+class InstanceVolumeCreate(BaseModel):
+    pool: str
+    name: str
+    fingerprint: str
+    #: None: privileged (the clone is not shifted).
+    idmap: VolumeIdMap | None = None
+
+
+class InstanceVolumeRef(BaseModel):
+    pool: str
+    name: str
+
+
+class MountedVolume(BaseModel):
+    """Where the instance's root filesystem is, and how it is shifted (the pool driver's
+    ``Capabilities.rootfs_shift``): ``idmapped-mount`` means already shown shifted."""
+
+    path: str
+    rootfs_shift: Literal["idmapped-mount", "lxc-idmap", "none"]

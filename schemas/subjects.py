@@ -89,6 +89,40 @@ PROFILES_LIST = query(INSTANCE, "profile-list")
 PROFILES_GET = query(INSTANCE, "profile-get")
 HISTORY = query(INSTANCE, "history")
 
+# Instances: the catalog side is cluster-scoped (any instance replica, from its projection);
+# host work goes to the instance's node on ``instance.<node>.<verb>`` (instance_node()).
+INSTANCES_LIST = query(INSTANCE, "instance-list")
+INSTANCES_GET = query(INSTANCE, "instance-get")
+INSTANCE_AGGREGATE = "instance"
+INSTANCE_CREATE = "instance-create"
+INSTANCE_UPDATE = "instance-update"
+INSTANCE_PATCH = "instance-patch"
+INSTANCE_RENAME = "instance-rename"
+INSTANCE_DELETE = "instance-delete"
+INSTANCE_STATE = "instance-state"
+INSTANCE_STATE_PUT = "instance-state-put"
+INSTANCE_EXEC = "instance-exec"
+INSTANCE_FILE_GET = "instance-file-get"
+INSTANCE_FILE_PUT = "instance-file-put"
+INSTANCE_FILE_DELETE = "instance-file-delete"
+INSTANCE_LOGS = "instance-logs"
+INSTANCE_LOG_DELETE = "instance-log-delete"
+
+
+def instance_node(verb: str, node: str) -> str:
+    """Subject of an instance command on the node holding it: ``instance.<node>.<verb>``."""
+    return command(INSTANCE, verb, node)
+
+
+def exec_io(operation_id: str, fd: str) -> str:
+    """One fd of an exec operation (``0``, ``1``, ``2``, ``control``): see schemas.exec_io."""
+    return io(operation_id, fd)
+
+
+def exec_attach(operation_id: str) -> str:
+    """The gateway tells the node it holds a client's websocket for one fd of an exec."""
+    return io(operation_id, "attach")
+
 # The image service (cluster-scoped, queue group "image"): images and image aliases.
 IMAGE = "image"
 IMAGES_UPLOAD_BEGIN = command(IMAGE, "upload-begin")
@@ -122,6 +156,12 @@ STORAGE_POOL_GET = "pool-get"
 STORAGE_POOL_RESOURCES = "pool-resources"
 STORAGE_VOLUME_LIST = "volume-list"
 STORAGE_VOLUME_GET = "volume-get"
+# Volumes the instance service asks for (node-local host work, see schemas.storage).
+STORAGE_IMAGE_VOLUME_ENSURE = "image-volume-ensure"
+STORAGE_INSTANCE_VOLUME_CREATE = "instance-volume-create"
+STORAGE_INSTANCE_VOLUME_MOUNT = "instance-volume-mount"
+STORAGE_INSTANCE_VOLUME_UNMOUNT = "instance-volume-unmount"
+STORAGE_INSTANCE_VOLUME_DELETE = "instance-volume-delete"
 
 
 def storage(verb: str, node: str) -> str:

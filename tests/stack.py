@@ -219,8 +219,11 @@ class Stack:
         """Environment for running ``lxc`` (or pylxd) against this stack."""
         env = dict(os.environ)
         env["LXD_SOCKET"] = str(self.socket)
-        # The lxc client keeps its config (remotes, current project) here: one per stack.
-        env["LXD_CONF"] = str(self.dir / "lxc-client")
+        # The lxc client keeps its config (remotes, current project) here: one per stack. It
+        # writes config.yml into it but does not create the directory itself.
+        client_dir = self.dir / "lxc-client"
+        client_dir.mkdir(parents=True, exist_ok=True)
+        env["LXD_CONF"] = str(client_dir)
         env["WARREN_DIR"] = str(self.dir)
         return env
 
