@@ -1,0 +1,1 @@
+"""Instances: the aggregate, its projection, the node agent's handlers and host plumbing."""
