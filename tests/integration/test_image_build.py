@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from services.common.imagefiles.tarball import inspect_image, unpack_image
 from services.image.builders.busybox import is_static
-from services.image.tarball import inspect_image, unpack_image
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = os.geteuid() == 0

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from schemas.errors import BadRequest
-from services.image.metadata import ImageMetadata, Template, dump_metadata, parse_metadata
+from services.common.imagefiles.metadata import (
+    ImageMetadata,
+    Template,
+    dump_metadata,
+    parse_metadata,
+)
 
 # The example from LXD's image format documentation.
 LXD_EXAMPLE = b"""\

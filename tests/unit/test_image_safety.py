@@ -15,9 +15,9 @@ import pytest
 from test_image_support import M, metadata_members, rootfs_members, write_tar
 
 from schemas.errors import BadRequest
-from services.image.members import climbs_out, split_name
-from services.image.tarball import inspect_image, unpack_image
-from services.image.tree import TreeWriter
+from services.common.imagefiles.members import climbs_out, split_name
+from services.common.imagefiles.tarball import inspect_image, unpack_image
+from services.common.imagefiles.tree import TreeWriter
 
 ROOT = os.geteuid() == 0
 

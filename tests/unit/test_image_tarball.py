@@ -22,8 +22,8 @@ from test_image_support import (
 )
 
 from schemas.errors import BadRequest, Conflict
-from services.image.fingerprint import HashingReader, fingerprint, fingerprint_split
-from services.image.tarball import inspect_image, unpack_image
+from services.common.imagefiles.fingerprint import HashingReader, fingerprint, fingerprint_split
+from services.common.imagefiles.tarball import inspect_image, unpack_image
 
 ROOT = os.geteuid() == 0
 

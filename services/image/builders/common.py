@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from services.image.fingerprint import fingerprint_file
-from services.image.metadata import ARCHITECTURES, ImageMetadata, Template
+from services.common.imagefiles.fingerprint import fingerprint_file
+from services.common.imagefiles.metadata import ARCHITECTURES, ImageMetadata, Template
 
 # LXD's usual templates: the instance's name becomes its host name when it is created or copied.
 HOSTNAME_TEMPLATE = "{{ container.name }}\n"

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from services.image.metadata import ImageMetadata, dump_metadata
+from services.common.imagefiles.metadata import ImageMetadata, dump_metadata
 
 TreeFilter = Callable[[str, os.stat_result], bool]
 

@@ -31,12 +31,12 @@ from schemas.lxd.images import ZERO_TIME
 from schemas.messages import Reply, RequestMeta
 from services.common.aggregate import decide_and_append
 from services.common.endpoints import EndpointGroup
+from services.common.imagefiles.tarball import ImageInfo, inspect_image
 from services.common.operations import RunningOperation, lxd_time
 from services.image.images import image as agg
 from services.image.images.context import ImageContext
 from services.image.images.orphans import answer_while_running
 from services.image.images.state import ImageState, blob_keys, image_id
-from services.image.tarball import ImageInfo, inspect_image
 
 log = logging.getLogger(__name__)
 

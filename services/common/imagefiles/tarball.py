@@ -1,12 +1,12 @@
 """Inspect and unpack LXD images (unified tarball, or split metadata tarball + rootfs).
 
 Both walk each file once as a stream, check every member with
-:class:`~services.image.members.MemberChecker` before it touches the disk, and compute the
-fingerprint on the way. :func:`unpack_image` builds the image directory (``metadata.yaml``,
-``templates/``, ``rootfs/``) in a private temporary directory beside ``target`` and renames it
-into place only when everything succeeded: a rejected, truncated or corrupt image leaves
-nothing behind. A squashfs rootfs (split images only) is unpacked with ``unsquashfs`` and then
-checked with the same policy.
+:class:`~services.common.imagefiles.members.MemberChecker` before it touches the disk, and
+compute the fingerprint on the way. :func:`unpack_image` builds the image directory
+(``metadata.yaml``, ``templates/``, ``rootfs/``) in a private temporary directory beside
+``target`` and renames it into place only when everything succeeded: a rejected, truncated or
+corrupt image leaves nothing behind. A squashfs rootfs (split images only) is unpacked with
+``unsquashfs`` and then checked with the same policy.
 """
 
 from __future__ import annotations
@@ -25,11 +25,17 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from schemas.errors import BadRequest, Conflict
-from services.image.archive import Format, decompressed, iter_tar, read_member, sniff_file
-from services.image.fingerprint import HashingReader
-from services.image.members import METADATA, ROOTFS, Kind, Layout, MemberChecker
-from services.image.metadata import MAX_METADATA_BYTES, ImageMetadata, parse_metadata
-from services.image.tree import TreeWriter
+from services.common.imagefiles.archive import (
+    Format,
+    decompressed,
+    iter_tar,
+    read_member,
+    sniff_file,
+)
+from services.common.imagefiles.fingerprint import HashingReader
+from services.common.imagefiles.members import METADATA, ROOTFS, Kind, Layout, MemberChecker
+from services.common.imagefiles.metadata import MAX_METADATA_BYTES, ImageMetadata, parse_metadata
+from services.common.imagefiles.tree import TreeWriter
 
 # Host errors that a hostile or broken archive can provoke: its fault, not the server's.
 _INPUT_ERRNOS = {

@@ -17,8 +17,8 @@ import tarfile
 from typing import BinaryIO
 
 from schemas.errors import BadRequest
-from services.image.fingerprint import CHUNK
-from services.image.members import Kind, Path
+from services.common.imagefiles.fingerprint import CHUNK
+from services.common.imagefiles.members import Kind, Path
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

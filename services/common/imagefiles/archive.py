@@ -1,9 +1,10 @@
 """Reading image files as streams: compression detection, strict tar iteration, squashfs check.
 
 Tarballs are read once, front to back (``tarfile`` stream mode), through a
-:class:`~services.image.fingerprint.HashingReader` so the fingerprint comes for free. Python's
-``tarfile`` silently treats a damaged or missing header after the first as the end of the
-archive; :class:`StrictTarInfo` refuses that, so a truncated tarball is always an error.
+:class:`~services.common.imagefiles.fingerprint.HashingReader` so the fingerprint comes for
+free. Python's ``tarfile`` silently treats a damaged or missing header after the first as the
+end of the archive; :class:`StrictTarInfo` refuses that, so a truncated tarball is always an
+error.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from typing import BinaryIO, Literal
 
 from schemas.errors import BadRequest
-from services.image.fingerprint import CHUNK, HashingReader
+from services.common.imagefiles.fingerprint import CHUNK, HashingReader
 
 Format = Literal["tar", "gzip", "xz", "bzip2", "zstd", "squashfs"]
 
