@@ -62,6 +62,12 @@ class Unavailable(WarrenError):
     code = ErrorCode.UNAVAILABLE
 
 
+class NotImplementedYet(WarrenError):
+    """A valid LXD request for something Warren does not do (yet): 501."""
+
+    code = ErrorCode.NOT_IMPLEMENTED
+
+
 def _known(code: int) -> ErrorCode:
     """The code itself if Warren knows it, else the generic one of its class (4xx or 5xx)."""
     try:
@@ -72,7 +78,15 @@ def _known(code: int) -> ErrorCode:
 
 _BY_CODE: dict[int, type[WarrenError]] = {
     cls.code.value: cls
-    for cls in (BadRequest, Forbidden, NotFound, Conflict, PreconditionFailed, Unavailable)
+    for cls in (
+        BadRequest,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PreconditionFailed,
+        Unavailable,
+        NotImplementedYet,
+    )
 }
 
 

@@ -70,6 +70,11 @@ class RunningOperation:
         return str(self.object["id"])
 
     @property
+    def seq(self) -> int:
+        """Stream sequence of the operation's latest recorded event."""
+        return self._seq
+
+    @property
     def status_code(self) -> int:
         return int(self.object["status_code"])
 

@@ -1,10 +1,18 @@
-"""Wiring of the instance service: projections, endpoints and start-up repairs."""
+"""Wiring of the instance service: projections, endpoints and start-up repairs.
+
+Every replica serves the cluster-scoped catalog (projects, profiles, instance list/get).
+The first replica of a node (``WARREN_REPLICA`` 0) is also the node agent: it alone does host
+work (``instance.<node>.*``), after it has reconciled the host with the log, so two processes
+never change one container at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
+from services.common.endpoints import EndpointGroup
 from services.common.operations import OperationRecorder
 from services.common.runtime import ServiceRuntime
 from services.instance.catalog import defaults
@@ -14,29 +22,64 @@ from services.instance.catalog.profile_handlers import ProfileHandlers
 from services.instance.catalog.project_handlers import ProjectHandlers
 from services.instance.catalog.projection import CatalogProjection
 from services.instance.catalog.root_disk import DefaultProfileRootDisk
+from services.instance.drivers import DRIVERS
+from services.instance.instances.commands import InstanceCommands
+from services.instance.instances.context import Instances
+from services.instance.instances.peers import Peers
+from services.instance.instances.power import PowerHandlers
+from services.instance.instances.queries import InstanceQueries
+from services.instance.instances.reconcile import reconcile
 
 log = logging.getLogger(__name__)
 
 NAME = "instance"
+DRIVER = "lxc"
+
+
+def is_node_agent() -> bool:
+    return os.environ.get("WARREN_REPLICA", "0") in ("", "0")
 
 
 async def setup(runtime: ServiceRuntime) -> Catalog:
     """Register the catalog on a connected runtime (``runtime.start()`` comes after)."""
     assert runtime.bus is not None and runtime.store is not None
     store = runtime.store
+    settings = runtime.settings
     # From the log, not the projection: safe before catch-up and across racing replicas.
     await defaults.ensure_default_project(store)
     projection = CatalogProjection()
     runner = runtime.add_projection(projection)
-    operations = OperationRecorder(runtime.bus.nc, store, runtime.settings.node)
+    operations = OperationRecorder(runtime.bus.nc, store, settings.node)
     runtime.on_stop(operations.stop)
-    catalog = Catalog(store, runner, projection, operations, runtime.settings.node)
+    catalog = Catalog(store, runner, projection, operations, settings.node)
     ProfileHandlers(catalog).register(runtime.endpoints)
     ProjectHandlers(catalog).register(runtime.endpoints)
     HistoryHandler(catalog).register(runtime.endpoints)
     runtime.add_reaction(DefaultProfileRootDisk(store))
+
+    driver = DRIVERS[DRIVER](settings.warren_dir / "lxc")
+    instances = Instances(
+        catalog,
+        driver,
+        Peers(runtime.bus, settings.node),
+        settings.warren_dir / "instances",
+        settings.node,
+    )
+    node_group = EndpointGroup(f"{NAME}.{settings.node}")
+    queries = InstanceQueries(instances)
+    queries.register(runtime.endpoints, node_group)
+    commands = InstanceCommands(instances)
+    commands.register(node_group)
+    power = PowerHandlers(instances)
+    power.register(node_group)
+
     target = await store.last_seq()
     catalog.reconcile_task = asyncio.create_task(_reconcile_when_caught_up(catalog, target))
+    if is_node_agent():
+        task = asyncio.create_task(
+            _serve_node(runtime, instances, commands, power, node_group, target)
+        )
+        runtime.on_stop(lambda: _stop_node(task, node_group))
     return catalog
 
 
@@ -48,3 +91,30 @@ async def _reconcile_when_caught_up(catalog: Catalog, target: int) -> None:
         raise
     except Exception:
         log.exception("start-up reconcile failed; it runs again at the next start")
+
+
+async def _serve_node(
+    runtime: ServiceRuntime,
+    instances: Instances,
+    commands: InstanceCommands,
+    power: PowerHandlers,
+    group: EndpointGroup,
+    target: int,
+) -> None:
+    """Reconcile the host with the log, then take host work."""
+    await instances.projection.wait_for(target, timeout=3600)
+    try:
+        await reconcile(instances, commands, power)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("instance reconcile failed; serving anyway, it runs again next start")
+    assert runtime.bus is not None
+    await group.start(runtime.bus.nc)
+    log.info("node agent of %s serving", instances.node)
+
+
+async def _stop_node(task: asyncio.Task[None], group: EndpointGroup) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await group.stop()

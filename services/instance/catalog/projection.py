@@ -21,6 +21,8 @@ from services.instance.catalog.state import (
     profile_dict,
     project_dict,
 )
+from services.instance.instances.index import InstanceIndex
+from services.instance.instances.state import INSTANCE
 
 
 def former_key(kind: str, scope: str, name: str) -> str:
@@ -29,11 +31,12 @@ def former_key(kind: str, scope: str, name: str) -> str:
 
 
 class CatalogProjection(Projection):
-    """Projects and profiles folded from the log with the aggregates' own ``evolve``."""
+    """Projects, profiles and instances folded from the log with the aggregates' own
+    ``evolve``."""
 
     name = "catalog"
-    snapshot_version = 1
-    aggregates = frozenset({PROJECT, PROFILE})
+    snapshot_version = 2
+    aggregates = frozenset({PROJECT, PROFILE, INSTANCE})
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,7 +47,9 @@ class CatalogProjection(Projection):
     def apply(self, stored: StoredEvent) -> None:
         event = stored.event
         agg_id = event.aggregate_id
-        if event.aggregate == PROJECT:
+        if event.aggregate == INSTANCE:
+            self.instances.apply(event)
+        elif event.aggregate == PROJECT:
             old_p = self.projects.get(agg_id)
             new_p = project_agg.evolve(old_p, event)
             if new_p is not None:
@@ -82,6 +87,7 @@ class CatalogProjection(Projection):
             "profiles": [s.dump() for s in self.profiles.values()],
             "seqs": self.seqs,
             "former": self.former,
+            "instances": self.instances.dump(),
         }
 
     def load(self, state: Any) -> None:
@@ -91,10 +97,10 @@ class CatalogProjection(Projection):
         self.former: dict[str, str] = {}
         self.project_by_name: dict[str, str] = {}
         self.profile_by_name: dict[tuple[str, str], str] = {}
-        #: used_by URLs of each profile, contributed by instances (none exist yet).
-        self.profile_users: dict[str, set[str]] = {}
+        self.instances = InstanceIndex()
         if not state:
             return
+        self.instances.load(state.get("instances"))
         for raw in state["projects"]:
             self._index_project(None, ProjectState(**raw))
         for raw in state["profiles"]:
@@ -150,15 +156,32 @@ class CatalogProjection(Projection):
 
     def project_is_empty(self, project: ProjectState) -> bool:
         """Empty as LXD means it: nothing in it but its own ``default`` profile."""
+        if self.instances.in_project(project.id):
+            return False
         return all(p.name == DEFAULT for p in self.profiles_in(project.id))
 
+    def projects_using_profiles_of(self, home: ProjectState) -> set[str]:
+        """Ids of the projects whose instances use ``home``'s profiles."""
+        live = (p for p in self.projects.values() if not p.deleted)
+        return {p.id for p in live if self.profile_home(p).id == home.id}
+
     def profile_used_by(self, state: ProfileState) -> list[str]:
-        return sorted(self.profile_users.get(state.id, set()))
+        home = self.project_by_id(state.project_id)
+        if home is None:
+            return []
+        users = self.instances.using_profile(self.projects_using_profiles_of(home), state.name)
+        return sorted(self.instance_url(i) for i in users)
+
+    def instance_url(self, state: Any) -> str:
+        project = self.project_by_id(state.project_id)
+        return object_url("instances", state.name, project.name if project else DEFAULT)
 
     def project_used_by(self, project: ProjectState) -> list[str]:
+        used = [self.instance_url(i) for i in self.instances.in_project(project.id)]
         if not project_agg.has_profiles(project):
-            return []
-        return [object_url("profiles", p.name, project.name) for p in self.profiles_in(project.id)]
+            return used
+        profiles = self.profiles_in(project.id)
+        return used + [object_url("profiles", p.name, project.name) for p in profiles]
 
     def profile_view(self, state: ProfileState) -> dict[str, Any]:
         return profile_dict(state, self.profile_used_by(state))

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from services.instance.drivers.spec import ExecRequest, InstanceSpec, InstanceState, Limits
+from services.instance.drivers.spec import (
+    ExecRequest,
+    InstanceSpec,
+    InstanceState,
+    Limits,
+    Status,
+)
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,17 @@ class InstanceDriver(ABC):
     @abstractmethod
     async def exists(self, name: str) -> bool:
         """Whether the instance is defined on this host."""
+
+    async def statuses(self) -> dict[str, Status]:
+        """The status of every running or frozen instance (absent ones are stopped), in one
+        go: what a listing of many instances needs. Drivers may do it more cheaply."""
+        found: dict[str, Status] = {}
+        for name in await self.list():
+            if await self.exists(name):
+                status = (await self.state(name)).status
+                if status is not Status.STOPPED:
+                    found[name] = status
+        return found
 
     @abstractmethod
     async def list(self) -> list[str]:

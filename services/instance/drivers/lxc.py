@@ -108,6 +108,9 @@ class LxcDriver(InstanceDriver):
     async def list(self) -> list[str]:
         return await self._run("", "listing", self._list, lock=False)
 
+    async def statuses(self) -> dict[str, Status]:
+        return await self._run("", "listing the states of", self._statuses, lock=False)
+
     async def _run(
         self, name: str, what: str, work: Callable[..., T], *args: Any, lock: bool = True
     ) -> T:
@@ -261,6 +264,12 @@ class LxcDriver(InstanceDriver):
             raise Conflict(f"instance {name} is not running")
         if not container.unfreeze():
             raise self._fail(name, "thawing")
+
+    def _statuses(self) -> dict[str, Status]:
+        # One pass over the lxcpath: only active containers are asked for their state.
+        active = lxc.list_containers(active=True, defined=False, config_path=str(self.root))
+        found = {name: self._status(self._container(name)) for name in active}
+        return {name: status for name, status in found.items() if status is not Status.STOPPED}
 
     def _state(self, name: str) -> InstanceState:
         container = self._container(name)

@@ -1,0 +1,297 @@
+"""Node endpoints that create, change, rename and delete instances.
+
+Host work and the log are ordered so a crash leaves nothing a restart cannot sort out:
+create does the host work first and records ``instance-created`` last (a crash leaves host
+objects named after an id the log never heard of, which the start-up reconcile removes);
+delete records ``instance-deleted`` first and then cleans the host (the reconcile finishes a
+cleanup a crash interrupted). Each long step runs as an LXD operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import uuid
+from typing import Any
+
+from schemas import instances as wire
+from schemas import subjects
+from schemas.catalog import OperationResult
+from schemas.envelope import utcnow
+from schemas.errors import BadRequest, Conflict, NotImplementedYet
+from schemas.messages import RequestMeta
+from services.common.endpoints import EndpointGroup
+from services.common.operations import RunningOperation, lxd_time
+from services.common.revert import Reverter
+from services.instance.catalog.state import object_url
+from services.instance.drivers.spec import Status, host_name_for
+from services.instance.instances import aggregate as agg
+from services.instance.instances import config as cfg
+from services.instance.instances.context import Instances, host_architecture
+from services.instance.instances.state import InstanceState, expand, root_disk
+
+log = logging.getLogger(__name__)
+
+
+def _name_meta(cmd: Any) -> dict[str, str | None]:
+    return {
+        "requestor": cmd.requestor,
+        "correlation_id": cmd.correlation_id,
+        "causation_id": cmd.causation_id,
+        "node": cmd.node,
+    }
+
+
+def resources(state_name: str, project: str) -> dict[str, list[str]]:
+    url = object_url("instances", state_name, project)
+    return {"instances": [url], "containers": [url.replace("/instances/", "/containers/", 1)]}
+
+
+class InstanceCommands:
+    """create / update (PUT) / patch / rename / delete on this node."""
+
+    def __init__(self, instances: Instances) -> None:
+        self.i = instances
+
+    def register(self, group: EndpointGroup) -> None:
+        node = self.i.node
+        for verb, model, handler in (
+            (subjects.INSTANCE_CREATE, wire.CreateInstance, self.create),
+            (subjects.INSTANCE_UPDATE, wire.UpdateInstance, self.update),
+            (subjects.INSTANCE_PATCH, wire.UpdateInstance, self.patch),
+            (subjects.INSTANCE_RENAME, wire.RenameInstance, self.rename),
+            (subjects.INSTANCE_DELETE, wire.DeleteInstance, self.delete),
+        ):
+            group.add(subjects.instance_node(verb, node), model, handler, concurrent=True)
+
+    async def _operation(
+        self, work: Any, description: str, name: str, meta: RequestMeta
+    ) -> tuple[Any, int]:
+        op = await self.i.catalog.operations.start(
+            work,
+            description=description,
+            resources=resources(name, meta.project),
+            meta=meta,
+            project=meta.project,
+            may_cancel=False,
+        )
+        return OperationResult(operation=op.object).model_dump(), op.seq
+
+    # -- create ----------------------------------------------------------------------------
+
+    async def create(self, body: wire.CreateInstance, meta: RequestMeta) -> tuple[Any, int]:
+        i = self.i
+        await i.fresh()
+        project = i.project_or_404(meta)
+        cfg.check_type(body.type)
+        cfg.check_name(body.name)
+        if body.source.type == "none":
+            raise NotImplementedYet("Instances without an image are not supported yet")
+        if body.source.type not in ("image", ""):
+            raise NotImplementedYet(f"Instance source type {body.source.type!r} is not supported")
+        profiles = ["default"] if body.profiles is None else list(body.profiles)
+        if len(set(profiles)) != len(profiles):
+            raise BadRequest("Duplicate profile found in request")
+        config = cfg.clean_config(body.config)
+        cfg.check_instance(config, body.devices)
+        expanded = expand(config, body.devices, i.profile_layers(project, profiles))
+        root = root_disk(expanded.devices)
+        if root is None or not root[1].get("pool"):
+            raise BadRequest(
+                "Failed initialising instance: Invalid devices: Failed detecting root disk "
+                "device: No root device could be found"
+            )
+        cfg.limits_of(expanded.config)
+        image = await i.peers.resolve_image(body.source, meta)
+        architecture = body.architecture or image.get("architecture") or host_architecture()
+        instance_id = str(uuid.uuid4())
+        now = lxd_time(utcnow())
+        image_keys = {f"image.{k}": str(v) for k, v in (image.get("properties") or {}).items()}
+        state = InstanceState(
+            id=instance_id,
+            project_id=project.id,
+            name=body.name,
+            node=i.node,
+            host_name=host_name_for(instance_id),
+            pool=root[1]["pool"],
+            image=str(image["fingerprint"]),
+            type="container",
+            architecture=architecture,
+            description=body.description,
+            config={**image_keys, **config, "volatile.base_image": str(image["fingerprint"])},
+            devices=body.devices,
+            profiles=profiles,
+            ephemeral=body.ephemeral,
+            created_at=now,
+        )
+        cmd_meta = i.meta(meta)
+        agg.decide(None, agg.Create(state, project.name, meta=cmd_meta))  # refuse before claiming
+        try:
+            await i.names.claim(
+                project.id,
+                body.name,
+                instance_id,
+                i.projection.instances.has_name,
+                _name_meta(cmd_meta),
+            )
+        except Conflict:
+            raise Conflict(f'Instance "{body.name}" already exists') from None
+
+        async def work(op: RunningOperation) -> None:
+            try:
+                await self._provision(state, project.name, cmd_meta)
+            except BaseException:
+                await asyncio.shield(
+                    i.names.release(project.id, body.name, instance_id, _name_meta(cmd_meta))
+                )
+                raise
+
+        return await self._operation(work, "Creating instance", body.name, meta)
+
+    async def _provision(self, state: InstanceState, project: str, cmd_meta: Any) -> None:
+        i = self.i
+        expanded = i.expanded(state)
+        async with i.lock(state.id), Reverter() as revert:
+            await i.peers.create_volume(state.pool, state.host_name, state.image, i.idmap(expanded))
+            revert.add(lambda: i.peers.delete_volume(state.pool, state.host_name))
+            mounted = await i.mount(state)
+            await i.driver.create(i.spec(state, mounted))
+            revert.add(lambda: i.driver.delete(state.host_name))
+            await i.decide(state.id, agg.Create(state, project, meta=cmd_meta))
+            revert.success()
+
+    # -- update ----------------------------------------------------------------------------
+
+    def _update_command(self, body: wire.UpdateInstance, meta: RequestMeta) -> agg.Update:
+        if body.restore:
+            raise NotImplementedYet("Snapshots are not supported yet: nothing to restore")
+        return agg.Update(
+            project=meta.project,
+            mode=body.mode,
+            fields=tuple(body.fields),
+            description=body.description,
+            architecture=body.architecture,
+            config=body.config,
+            devices=body.devices,
+            profiles=tuple(body.profiles),
+            ephemeral=body.ephemeral,
+            if_match=meta.if_match,
+            meta=self.i.meta(meta),
+        )
+
+    async def _apply_update(self, body: wire.UpdateInstance, meta: RequestMeta) -> InstanceState:
+        """Validate against profiles, record, then bring the host in line."""
+        i = self.i
+        await i.fresh()
+        state = i.get(meta, body.name)
+        project = i.project_or_404(meta)
+        command = self._update_command(body, meta)
+        preview = agg.from_event(agg.decide(state, command)[-1])
+        expanded = expand(
+            preview.config, preview.devices, i.profile_layers(project, preview.profiles)
+        )
+        root = root_disk(expanded.devices)
+        if root is None:
+            raise BadRequest("Invalid devices: Failed detecting root disk device")
+        if root[1].get("pool") != state.pool:
+            raise BadRequest("Changing the root disk's storage pool is not supported")
+        if cfg.privileged(expanded.config) != cfg.privileged(i.expanded(state).config):
+            running = state.host_name in await i.live_statuses()
+            if running:
+                raise BadRequest("security.privileged can only be changed while stopped")
+        cfg.limits_of(expanded.config)
+        async with i.lock(state.id):
+            new = await i.decide(state.id, command)
+            await self.sync_host(new)
+        return new
+
+    async def sync_host(self, state: InstanceState) -> None:
+        """Rewrite the driver's definition from the log, and apply limits if running."""
+        i = self.i
+        mounted = await i.mount(state)
+        spec = i.spec(state, mounted)
+        await i.driver.update(spec)
+        statuses = await i.live_statuses()
+        if statuses.get(state.host_name) in (Status.RUNNING, Status.FROZEN):
+            if i.driver.capabilities.live_limits:
+                await i.driver.set_limits(state.host_name, spec.limits)
+
+    async def update(self, body: wire.UpdateInstance, meta: RequestMeta) -> tuple[Any, int]:
+        body = body.model_copy(update={"mode": "put"})
+        # Validate at once (a 400 or 412 is an answer, not a failed operation), then run.
+        await self.i.fresh()
+        agg.decide(self.i.get(meta, body.name), self._update_command(body, meta))
+
+        async def work(op: RunningOperation) -> None:
+            await self._apply_update(body, meta)
+
+        return await self._operation(work, "Updating instance", body.name, meta)
+
+    async def patch(self, body: wire.UpdateInstance, meta: RequestMeta) -> tuple[Any, int]:
+        await self._apply_update(body.model_copy(update={"mode": "patch"}), meta)
+        return None, await self.i.catalog.store.last_seq()
+
+    # -- rename ----------------------------------------------------------------------------
+
+    async def rename(self, body: wire.RenameInstance, meta: RequestMeta) -> tuple[Any, int]:
+        i = self.i
+        await i.fresh()
+        state = i.get(meta, body.name)
+        project = i.project_or_404(meta)
+        cmd_meta = i.meta(meta)
+        running = state.host_name in await i.live_statuses()
+        command = agg.Rename(meta.project, body.new_name, False, running, cmd_meta)
+        agg.decide(state, command)
+        taken = i.projection.instances.get(project.id, body.new_name) is not None
+        if taken:
+            raise Conflict(f'Name "{body.new_name}" already in use')
+
+        async def work(op: RunningOperation) -> None:
+            names = _name_meta(cmd_meta)
+            try:
+                await i.names.claim(
+                    project.id, body.new_name, state.id, i.projection.instances.has_name, names
+                )
+            except Conflict:
+                raise Conflict(f'Name "{body.new_name}" already in use') from None
+            try:
+                async with i.lock(state.id):
+                    running_now = state.host_name in await i.live_statuses()
+                    renamed = agg.Rename(meta.project, body.new_name, False, running_now, cmd_meta)
+                    new = await i.decide(state.id, renamed)
+                    await self.sync_host(new)  # the hostname follows the name
+            except BaseException:
+                await i.names.release(project.id, body.new_name, state.id, names)
+                raise
+            await i.names.release(project.id, state.name, state.id, names)
+
+        return await self._operation(work, "Renaming instance", body.name, meta)
+
+    # -- delete ----------------------------------------------------------------------------
+
+    async def delete(self, body: wire.DeleteInstance, meta: RequestMeta) -> tuple[Any, int]:
+        i = self.i
+        await i.fresh()
+        state = i.get(meta, body.name)
+        cmd_meta = i.meta(meta)
+        if state.host_name in await i.live_statuses():
+            raise BadRequest("Instance is running")
+        if state.config.get("security.protection.delete", "").lower() in ("true", "1", "yes"):
+            raise BadRequest("Instance is protected")
+
+        async def work(op: RunningOperation) -> None:
+            async with i.lock(state.id):
+                running = state.host_name in await i.live_statuses()
+                await i.decide(state.id, agg.Delete(meta.project, running, cmd_meta))
+                await self.remove_from_host(state)
+            await i.names.release(state.project_id, state.name, state.id, _name_meta(cmd_meta))
+
+        return await self._operation(work, "Deleting instance", body.name, meta)
+
+    async def remove_from_host(self, state: InstanceState) -> None:
+        """Remove the driver's definition and the volume (what a crash left, too)."""
+        i = self.i
+        await i.driver.delete(state.host_name)
+        await i.peers.delete_volume(state.pool, state.host_name)
+        await asyncio.to_thread(shutil.rmtree, i.state_dir(state), True)

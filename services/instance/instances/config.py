@@ -1,0 +1,123 @@
+"""Instance input checks and what the config means for the driver, in LXD 5.0's words.
+
+Pure functions: they raise :class:`BadRequest` and never touch state.
+"""
+
+from __future__ import annotations
+
+import re
+
+from schemas.errors import BadRequest
+from services.instance.catalog import keys, values
+from services.instance.catalog.devices import check_devices
+from services.instance.drivers.spec import Limits
+
+_NAME_CHARS = re.compile(r"^[a-zA-Z0-9-]+$")
+#: Keys an instance may carry beyond a profile's (LXD keeps image.* and volatile.* on it).
+_INSTANCE_ONLY = ("image.", "volatile.")
+_SIZE = re.compile(r"^([0-9]+)(B|kB|MB|GB|TB|PB|EB|KiB|MiB|GiB|TiB|PiB|EiB)?$")
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "kB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "PB": 10**15,
+    "EB": 10**18,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+    "PiB": 2**50,
+    "EiB": 2**60,
+}
+#: Physical memory, for ``limits.memory`` given as a percentage.
+_MEM_TOTAL_KEY = "MemTotal:"
+
+
+def check_name(name: str) -> None:
+    """LXD's instance name rules (the name becomes a hostname), with its messages."""
+    if not name:
+        raise BadRequest("Instance name is required")
+    problem = None
+    if len(name) > 63:
+        problem = "Name must be 1-63 characters long"
+    elif not _NAME_CHARS.match(name):
+        problem = "Name can only contain alphanumeric and hyphen characters"
+    elif name[0].isdigit() or name[0] == "-":
+        problem = "Name must not start with a digit or hyphen"
+    elif name.endswith("-"):
+        problem = "Name must not end with a hyphen"
+    if problem:
+        raise BadRequest(f"Invalid instance name: {problem}")
+
+
+def clean_config(config: dict[str, str]) -> dict[str, str]:
+    """Empty values mean unset (``lxc config unset`` through PATCH relies on it)."""
+    return {k: v for k, v in config.items() if v != ""}
+
+
+def check_instance(config: dict[str, str], devices: dict[str, dict[str, str]]) -> None:
+    """Validate an instance's own config and devices (before profile expansion)."""
+    keys.check_profile_config({k: v for k, v in config.items() if not k.startswith(_INSTANCE_ONLY)})
+    check_devices(devices)
+
+
+def check_type(instance_type: str) -> None:
+    if instance_type not in ("", "container"):
+        if instance_type == "virtual-machine":
+            raise BadRequest("Virtual machines are not supported by Warren yet")
+        raise BadRequest(f"Invalid instance type {instance_type!r}")
+
+
+def memory_bytes(value: str, total: int) -> int:
+    """``limits.memory``: a size (``64MB``, ``1GiB``) or a percentage of ``total``."""
+    if value.endswith("%"):
+        return int(total * int(value[:-1]) / 100)
+    match = _SIZE.match(value)
+    if not match:
+        raise BadRequest(f"Invalid value for limits.memory {value!r}")
+    return int(match.group(1)) * _UNITS[match.group(2) or ""]
+
+
+def host_memory() -> int:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith(_MEM_TOTAL_KEY):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def limits_of(config: dict[str, str]) -> Limits:
+    """The driver limits an (expanded) config asks for."""
+    cpu: int | str | None = None
+    raw_cpu = config.get("limits.cpu")
+    if raw_cpu:
+        cpu = int(raw_cpu) if raw_cpu.isdigit() else raw_cpu
+    memory = None
+    if config.get("limits.memory"):
+        memory = memory_bytes(config["limits.memory"], host_memory())
+    processes = int(config["limits.processes"]) if config.get("limits.processes") else None
+    try:
+        return Limits(
+            cpu=cpu,
+            cpu_allowance=config.get("limits.cpu.allowance") or None,
+            memory=memory,
+            processes=processes,
+        )
+    except ValueError as exc:
+        raise BadRequest(f"Invalid limits: {exc}") from None
+
+
+def privileged(config: dict[str, str]) -> bool:
+    return values.is_true(config.get("security.privileged"))
+
+
+def environment(config: dict[str, str]) -> dict[str, str]:
+    """``environment.*`` keys as variables."""
+    prefix = "environment."
+    return {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)}

@@ -1,0 +1,224 @@
+"""What every instance handler shares: the catalog, the driver, the peers, per-instance locks,
+and the translations between the log's instances, LXD's views and the driver's specs."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schemas.envelope import Event
+from schemas.errors import BadRequest, NotFound
+from schemas.messages import RequestMeta
+from schemas.storage import MountedVolume, VolumeIdMap
+from services.common.aggregate import decide_and_append
+from services.common.names import NameRegistry
+from services.instance.catalog.context import Catalog
+from services.instance.catalog.meta import CommandMeta
+from services.instance.catalog.state import ProjectState
+from services.instance.drivers import InstanceDriver
+from services.instance.drivers.spec import IdMap, InstanceSpec, Status
+from services.instance.instances import aggregate as agg
+from services.instance.instances import config as cfg
+from services.instance.instances.host import HostInstance
+from services.instance.instances.peers import Peers
+from services.instance.instances.state import (
+    FROZEN,
+    INSTANCE,
+    RUNNING,
+    Expanded,
+    InstanceState,
+    expand,
+)
+
+#: LXD's status codes.
+STATUS_CODES = {"Running": 103, "Stopped": 102, "Frozen": 110, "Error": 112}
+#: Every unprivileged container shares this map (LXD's default, non-isolated).
+DEFAULT_IDMAP = VolumeIdMap()
+#: Architectures as LXD names them, from the kernel's.
+ARCHITECTURES = {"x86_64": "x86_64", "aarch64": "aarch64", "armv7l": "armv7l"}
+
+
+def host_architecture() -> str:
+    return ARCHITECTURES.get(platform.machine(), platform.machine())
+
+
+@dataclass
+class Instances:
+    """The instance handlers' dependencies, wired once per process."""
+
+    catalog: Catalog
+    driver: InstanceDriver
+    peers: Peers
+    state_root: Path  # $WARREN_DIR/instances: per-instance node state (exec output records)
+    node: str
+    names: NameRegistry = field(init=False)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.names = NameRegistry(self.catalog.store, INSTANCE)
+
+    @property
+    def projection(self) -> Any:
+        return self.catalog.projection
+
+    async def fresh(self) -> int:
+        return await self.catalog.fresh()
+
+    def lock(self, instance_id: str) -> asyncio.Lock:
+        """Serialises host changes of one instance within this process."""
+        return self._locks.setdefault(instance_id, asyncio.Lock())
+
+    def meta(self, meta: RequestMeta) -> CommandMeta:
+        return CommandMeta.of(meta, self.node)
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def project_or_404(self, meta: RequestMeta) -> ProjectState:
+        return self.catalog.project_or_404(meta.project)
+
+    def get(self, meta: RequestMeta, name: str) -> InstanceState:
+        project = self.project_or_404(meta)
+        state = self.projection.instances.get(project.id, name)
+        if state is None:
+            raise NotFound("Instance not found")
+        return state
+
+    def project_name(self, state: InstanceState) -> str:
+        project = self.projection.project_by_id(state.project_id)
+        return project.name if project is not None else "default"
+
+    def profile_layers(
+        self, project: ProjectState, names: Sequence[str]
+    ) -> list[tuple[dict[str, str], dict[str, dict[str, str]]]]:
+        """Config and devices of the named profiles, in order; a missing one is refused."""
+        home = self.projection.profile_home(project)
+        layers = []
+        for name in names:
+            profile = self.projection.profile(home.id, name)
+            if profile is None:
+                raise BadRequest(f'Requested profile "{name}" doesn\'t exist')
+            layers.append((profile.config, profile.devices))
+        return layers
+
+    def expanded(self, state: InstanceState) -> Expanded:
+        project = self.projection.project_by_id(state.project_id)
+        home = self.projection.profile_home(project) if project else None
+        layers = []
+        for name in state.profiles:
+            profile = self.projection.profile(home.id, name) if home else None
+            if profile is not None:  # a profile deleted behind the instance adds nothing
+                layers.append((profile.config, profile.devices))
+        return expand(state.config, state.devices, layers)
+
+    # -- views -----------------------------------------------------------------------------
+
+    async def live_statuses(self) -> dict[str, Status]:
+        """Host name -> status of this node's running or frozen instances."""
+        return await self.driver.statuses()
+
+    def status_of(self, state: InstanceState, live: dict[str, Status] | None) -> str:
+        """Live from the host for this node's instances; the log's last word for others."""
+        if live is None or state.node != self.node:
+            return {RUNNING: "Running", FROZEN: "Frozen"}.get(state.power, "Stopped")
+        status = live.get(state.host_name)
+        return status.value if status is not None else "Stopped"
+
+    def view(self, state: InstanceState, status: str) -> dict[str, Any]:
+        """The LXD ``Instance`` object."""
+        expanded = self.expanded(state)
+        return {
+            "name": state.name,
+            **state.writable(),
+            "stateful": False,
+            "created_at": state.created_at,
+            "last_used_at": state.last_used_at,
+            "expanded_config": expanded.config,
+            "expanded_devices": expanded.devices,
+            "status": status,
+            "status_code": STATUS_CODES.get(status, 112),
+            "location": "none",
+            "type": state.type,
+            "project": self.project_name(state),
+        }
+
+    # -- host ------------------------------------------------------------------------------
+
+    def idmap(self, expanded: Expanded) -> VolumeIdMap | None:
+        return None if cfg.privileged(expanded.config) else DEFAULT_IDMAP
+
+    def spec(self, state: InstanceState, mounted: MountedVolume) -> InstanceSpec:
+        """What the driver is given for an instance whose volume is mounted."""
+        expanded = self.expanded(state)
+        idmap = self.idmap(expanded)
+        driver_idmap = None
+        if idmap is not None:
+            driver_idmap = IdMap(
+                host_uid=idmap.host_base, host_gid=idmap.host_base, count=idmap.count
+            )
+        return InstanceSpec(
+            name=state.host_name,
+            rootfs=Path(mounted.path),
+            privileged=idmap is None,
+            idmap=driver_idmap,
+            rootfs_idmapped_mount=mounted.rootfs_shift == "lxc-idmap",
+            limits=cfg.limits_of(expanded.config),
+            environment=cfg.environment(expanded.config),
+            hostname=state.name,
+        )
+
+    async def mount(self, state: InstanceState) -> MountedVolume:
+        return await self.peers.mount_volume(state.pool, state.host_name)
+
+    def state_dir(self, state: InstanceState) -> Path:
+        return self.state_root / state.host_name
+
+    async def host(self, meta: RequestMeta, name: str) -> HostInstance:
+        """The :class:`HostInstance` of an instance of this node, its volume mounted."""
+        await self.fresh()
+        state = self.get(meta, name)
+        if state.node != self.node:
+            raise BadRequest(f"Instance {name} lives on node {state.node}, not {self.node}")
+        mounted = await self.mount(state)
+        expanded = self.expanded(state)
+        directory = self.state_dir(state)
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        return HostInstance(
+            instance_id=state.id,
+            name=state.name,
+            project=self.project_name(state),
+            host_name=state.host_name,
+            rootfs=Path(mounted.path),
+            idmap=self.idmap(expanded),
+            driver=self.driver,
+            state_dir=directory,
+            config=expanded.config,
+        )
+
+    # -- the log ---------------------------------------------------------------------------
+
+    async def decide(self, instance_id: str, command: agg.Command) -> InstanceState:
+        """Decide on fresh state and append, retrying on concurrent writes; the new state."""
+        decided: list[InstanceState] = []
+
+        async def decision() -> tuple[Sequence[Event], int]:
+            await self.fresh()
+            current = self.projection.instances.by_id.get(instance_id)
+            events = agg.decide(current, command)
+            decided[:] = [agg.from_event(events[-1])] if events else []
+            return events, self.projection.seq_of(instance_id)
+
+        seq = await decide_and_append(self.catalog.store, decision)
+        await self.projection.wait_for(seq)
+        return decided[-1]
+
+    async def record(
+        self, host: HostInstance, event_type: str, extra: dict[str, Any], meta: RequestMeta
+    ) -> int:
+        """Record an action on an instance (exec, file transfer) for the audit trail."""
+        command = agg.RecordAction(host.project, event_type, extra, self.meta(meta))
+        await self.decide(host.instance_id, command)
+        return self.projection.seq_of(host.instance_id)
