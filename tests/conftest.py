@@ -41,6 +41,7 @@ def _failed(node: Any) -> bool:
 def _finish(stacks: list[Stack], failed: bool) -> None:
     for stack in stacks:
         code = stack.stop()
+        stack.clean_host()
         if failed:
             print(f"\n#### Warren stack in {stack.dir} (kept), supervisor exit {code}")
             print(stack.dump_logs())

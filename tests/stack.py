@@ -273,6 +273,26 @@ class Stack:
         status = self.status(missing_ok=True)
         return bool(status) and status.get("state") == "ready"
 
+    def clean_host(self) -> None:
+        """Kill this stack's containers and unmount its volumes.
+
+        Like LXD, Warren leaves containers running when it stops; a test stack must not.
+        """
+        lxcpath = self.dir / "lxc"
+        if lxcpath.is_dir():
+            for name in os.listdir(lxcpath):
+                subprocess.run(
+                    ["lxc-stop", "-k", "-P", str(lxcpath), "-n", name],
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
+        prefix = f"{self.dir}/"
+        with open("/proc/self/mounts") as mounts:
+            points = [line.split()[1] for line in mounts]
+        for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:
         """Stop the supervisor (it stops everything it started); return its exit code."""
         if self.proc is None:
