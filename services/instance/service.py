@@ -25,6 +25,7 @@ from services.instance.catalog.root_disk import DefaultProfileRootDisk
 from services.instance.drivers import DRIVERS
 from services.instance.instances.commands import InstanceCommands
 from services.instance.instances.context import Instances
+from services.instance.instances.orphans import RunningInstanceOperations, fail_orphans
 from services.instance.instances.peers import Peers
 from services.instance.instances.power import PowerHandlers
 from services.instance.instances.queries import InstanceQueries
@@ -73,11 +74,14 @@ async def setup(runtime: ServiceRuntime) -> Catalog:
     power = PowerHandlers(instances)
     power.register(node_group)
 
+    running_ops = RunningInstanceOperations()
+    runtime.add_projection(running_ops)
+
     target = await store.last_seq()
     catalog.reconcile_task = asyncio.create_task(_reconcile_when_caught_up(catalog, target))
     if is_node_agent():
         task = asyncio.create_task(
-            _serve_node(runtime, instances, commands, power, node_group, target)
+            _serve_node(runtime, instances, commands, power, node_group, running_ops, target)
         )
         runtime.on_stop(lambda: _stop_node(task, node_group))
     return catalog
@@ -99,10 +103,13 @@ async def _serve_node(
     commands: InstanceCommands,
     power: PowerHandlers,
     group: EndpointGroup,
+    running_ops: RunningInstanceOperations,
     target: int,
 ) -> None:
-    """Reconcile the host with the log, then take host work."""
+    """Fail what a previous run left Running, reconcile the host with the log, then serve."""
     await instances.projection.wait_for(target, timeout=3600)
+    await running_ops.wait_for(target, timeout=3600)
+    await fail_orphans(instances.catalog.store, running_ops, instances.node, target)
     try:
         await reconcile(instances, commands, power)
     except asyncio.CancelledError:
