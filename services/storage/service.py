@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from schemas.errors import WarrenError
+from services.common.blobs import BlobStore, open_blob_store
 from services.common.runtime import ServiceRuntime
 from services.storage.pools import defaults
 from services.storage.pools.handlers import PoolHandlers, Pools
 from services.storage.pools.host import HostPools
+from services.storage.pools.image_volumes import ImageVolumes
+from services.storage.pools.instance_volumes import InstanceVolumeHandlers
 from services.storage.pools.projection import PoolProjection
 from services.storage.pools.volumes import VolumeHandlers
 
@@ -18,10 +22,20 @@ log = logging.getLogger(__name__)
 NAME = "storage"
 
 
-async def setup(runtime: ServiceRuntime) -> Pools:
-    """Register the storage endpoints on a connected runtime (``runtime.start()`` follows)."""
+async def setup(runtime: ServiceRuntime, blobs: BlobStore | None = None) -> Pools:
+    """Register the storage endpoints on a connected runtime (``runtime.start()`` follows).
+
+    ``blobs``: where images are read from (default: the store the environment configures, as
+    for the image service, with ``$WARREN_DIR`` taken from the runtime's settings).
+    """
     assert runtime.bus is not None and runtime.store is not None
     settings = runtime.settings
+    if blobs is None:
+        blobs = open_blob_store(env={**os.environ, "WARREN_DIR": str(settings.warren_dir)})
+    runtime.on_stop(blobs.close)
+    images = ImageVolumes.for_node(blobs, settings.warren_dir, settings.node)
+    if removed := await asyncio.to_thread(images.sweep):
+        log.info("removed %d image downloads a dead storage service left", removed)
     host = HostPools(settings.warren_dir)
     try:
         await defaults.ensure_default_pool(runtime.store, host, settings.node)
@@ -33,6 +47,7 @@ async def setup(runtime: ServiceRuntime) -> Pools:
     pools = Pools(runtime.store, runner, projection, host, settings.node)
     PoolHandlers(pools).register(runtime.endpoints)
     VolumeHandlers(pools).register(runtime.endpoints)
+    InstanceVolumeHandlers(pools, images).register(runtime.endpoints)
     target = await runtime.store.last_seq()
     task = asyncio.create_task(_reconcile_when_caught_up(pools, target, runtime))
     runtime.on_stop(lambda: _cancel(task))
