@@ -45,6 +45,30 @@ def lxd_time(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+def orphan_failure(last: Event, node: str, reason: str) -> Event:
+    """The event recording that an operation whose owner died failed (``last`` is its newest
+    event; append it expecting that event's sequence, so a live owner is never overwritten)."""
+    payload = {
+        **last.payload,
+        "status_code": FAILURE,
+        "status": STATUS_TEXT[FAILURE],
+        "err": reason,
+        "may_cancel": False,
+        "updated_at": lxd_time(utcnow()),
+    }
+    return Event(
+        type=events.OPERATION_UPDATED,
+        aggregate=subjects.OPERATION_AGGREGATE,
+        aggregate_id=last.aggregate_id,
+        version=last.version + 1,
+        project=last.project,
+        correlation_id=last.aggregate_id,
+        requestor="warren",
+        node=node,
+        payload=payload,
+    )
+
+
 class RunningOperation:
     """One operation of this process: its current LXD object and the task doing the job."""
 

@@ -19,11 +19,11 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
-from schemas import events, subjects
+from schemas import subjects
 from schemas.envelope import Event, utcnow
-from schemas.lxd.operation import STATUS_TEXT, StatusCode
+from schemas.lxd.operation import StatusCode
 from services.common.eventstore import EventStore, WrongSequence
-from services.common.operations import RunningOperation, lxd_time
+from services.common.operations import RunningOperation, orphan_failure
 
 log = logging.getLogger(__name__)
 
@@ -111,25 +111,7 @@ async def fail_orphans(
             pass
         except nats.errors.TimeoutError:
             continue  # someone got it but is slow: not an orphan
-        obj = {
-            **event.payload,
-            "status_code": StatusCode.FAILURE,
-            "status": STATUS_TEXT[StatusCode.FAILURE],
-            "err": STOPPED,
-            "may_cancel": False,
-            "updated_at": lxd_time(utcnow()),
-        }
-        final = Event(
-            type=events.OPERATION_UPDATED,
-            aggregate=subjects.OPERATION_AGGREGATE,
-            aggregate_id=op_id,
-            version=event.version + 1,
-            project=event.project,
-            correlation_id=op_id,
-            requestor="warren",
-            node=node,
-            payload=obj,
-        )
+        final = orphan_failure(event, node, STOPPED)
         try:
             await store.append([final], expected_seq=known["seq"])
             failed += 1

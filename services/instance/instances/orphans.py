@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from schemas import events, subjects
-from schemas.envelope import Event, StoredEvent, utcnow
-from schemas.lxd.operation import STATUS_TEXT, StatusCode
+from schemas import subjects
+from schemas.envelope import Event, StoredEvent
+from schemas.lxd.operation import StatusCode
 from services.common.eventstore import EventStore, WrongSequence
-from services.common.operations import lxd_time
+from services.common.operations import orphan_failure
 from services.common.projection import Projection
 
 log = logging.getLogger(__name__)
@@ -55,28 +55,10 @@ async def fail_orphans(
 ) -> int:
     """Fail this node's instance operations recorded at or before ``up_to_seq``."""
     failed = 0
-    for op_id, (seq, event) in list(running.ops.items()):
+    for seq, event in list(running.ops.values()):
         if event.node != node or seq > up_to_seq:
             continue
-        payload = {
-            **event.payload,
-            "status_code": StatusCode.FAILURE,
-            "status": STATUS_TEXT[StatusCode.FAILURE],
-            "err": STOPPED,
-            "may_cancel": False,
-            "updated_at": lxd_time(utcnow()),
-        }
-        final = Event(
-            type=events.OPERATION_UPDATED,
-            aggregate=subjects.OPERATION_AGGREGATE,
-            aggregate_id=op_id,
-            version=event.version + 1,
-            project=event.project,
-            correlation_id=op_id,
-            requestor="warren",
-            node=node,
-            payload=payload,
-        )
+        final = orphan_failure(event, node, STOPPED)
         try:
             await store.append([final], expected_seq=seq)
             failed += 1
