@@ -1,0 +1,607 @@
+"""One exec operation on the node: the command, its fds, and their bytes over NATS.
+
+The protocol with the gateway is :mod:`schemas.exec_io`. The caller (the instance command
+handler) makes the session, records the operation with its metadata, and runs
+:meth:`ExecSession.run` as the operation's work::
+
+    session = ExecSession(nc, host, request, operation_id)   # BadRequest for a bad request
+    await session.prepare()   # listens for attaches, control and stdin before anyone knows
+    try:
+        op = await operations.start(
+            session.run,
+            description="Executing command",
+            op_class=session.op_class,           # "websocket" or "task" (LXD's classes)
+            metadata=session.metadata(),         # {"fds": {...}, ...} or {}
+            resources={"instances": [f"/1.0/instances/{host.name}"]},
+            meta=meta,
+            project=meta.project,
+            operation_id=operation_id,
+        )
+    except BaseException:
+        await session.close()
+        raise
+
+``run`` returns ``{"return": code}`` (plus ``"output"`` with record-output) once the output
+streams have ended; it always releases the subscriptions, fds and the child (a cancelled
+operation kills the command).
+
+With ``wait-for-websocket`` the command starts once the gateway has attached fds ``0``, ``1``
+and ``2`` (interactive: ``0``); ``control`` may come at any time, as in LXD (pylxd never opens
+it). Without it, the command starts at once, stdin is /dev/null and output goes to
+``exec_<operation>.stdout`` / ``.stderr`` in ``host.state_dir`` with record-output (served by
+the logs handler), or nowhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import secrets
+import signal
+import struct
+import termios
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from pydantic import BaseModel, ValidationError
+
+from schemas import codec, subjects
+from schemas.bytestream import StreamReceiver, send_stream
+from schemas.errors import BadRequest, Conflict, Unavailable, WarrenError
+from schemas.exec_io import STDIN_IDLE_TIMEOUT, Attach, Control, fds_for
+from schemas.instances import ExecStart
+from schemas.messages import Reply
+from services.common.endpoints import validation_message
+from services.instance.drivers.base import ExecProcess
+from services.instance.drivers.spec import ExecRequest
+from services.instance.instances.host import HostInstance
+from services.instance.rootfs_files import RootFS, to_host_id
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: One read of an output fd (a frame carries at most this much).
+READ_SIZE = 64 * 1024
+#: How long the gateway has to attach the fds before the operation fails.
+ATTACH_TIMEOUT = 60.0
+#: Once the command has ended, how long its output may stay quiet before the stream ends
+#: (a background child still holding the pipe or pty must not keep the client waiting).
+EXIT_GRACE = 0.2
+#: A gateway that does not take an output chunk within this long is given up on.
+OUTPUT_CHUNK_TIMEOUT = 300.0
+OUTPUT_FINAL_TIMEOUT = 30.0
+#: After a cancel kills the command: how long its output streams get to end.
+CANCEL_DRAIN = 2.0
+
+
+def exec_environment(
+    config: dict[str, str], environment: dict[str, str], uid: int
+) -> dict[str, str]:
+    """LXD's exec environment: ``environment.*`` of the instance, overridden by the request's,
+    then LXD's defaults for what is still unset (PATH, LANG; HOME and USER for root)."""
+    env = {
+        key.removeprefix("environment."): value
+        for key, value in config.items()
+        if key.startswith("environment.")
+    }
+    env.update(environment)
+    env.setdefault("PATH", DEFAULT_PATH)
+    if uid == 0:
+        env.setdefault("HOME", "/root")
+        env.setdefault("USER", "root")
+    env.setdefault("LANG", "C.UTF-8")
+    return env
+
+
+def passwd_entry(passwd: str, uid: int) -> tuple[str, str] | None:
+    """``(name, home)`` of ``uid`` in an /etc/passwd text."""
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[2].strip() == str(uid):
+            return fields[0], fields[5]
+    return None
+
+
+def log_name(operation_id: str, fd: str) -> str:
+    """The record-output file of an exec's stdout (``"1"``) or stderr (``"2"``)."""
+    return f"exec_{operation_id}.{'stdout' if fd == '1' else 'stderr'}"
+
+
+def window_bytes(width: int, height: int) -> bytes:
+    """A ``struct winsize`` for TIOCSWINSZ (sizes clamped to what it holds)."""
+
+    def clamp(value: int) -> int:
+        return min(max(value, 0), 0xFFFF)
+
+    return struct.pack("HHHH", clamp(height), clamp(width), 0, 0)
+
+
+def _message_body(model: type[BaseModel], data: bytes) -> Any:
+    """A request's body: a :class:`~schemas.messages.Request` envelope or the bare model."""
+    raw = codec.unpack(data)
+    if isinstance(raw, dict) and isinstance(raw.get("body"), dict) and "meta" in raw:
+        raw = raw["body"]
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from exc
+
+
+async def _respond(msg: Msg, reply: Reply) -> None:
+    if msg.reply:
+        with contextlib.suppress(Exception):
+            await msg.respond(codec.encode(reply))
+
+
+async def _wait_fd(
+    loop: asyncio.AbstractEventLoop,
+    fd: int,
+    *others: asyncio.Future[Any],
+    write: bool = False,
+    timeout: float | None = None,
+) -> bool:
+    """Wait until ``fd`` is readable (or writable), one of ``others`` is done, or the timeout
+    passes; True when the fd is ready."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    if write:
+        loop.add_writer(fd, wake)
+    else:
+        loop.add_reader(fd, wake)
+    try:
+        await asyncio.wait({ready, *others}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        return ready.done()
+    finally:
+        if write:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+        ready.cancel()
+
+
+async def read_output(
+    fd: int, exited: asyncio.Future[Any], size: int = READ_SIZE
+) -> AsyncIterator[bytes]:
+    """Chunks of a non-blocking output fd until EOF (a pty: EIO once no secondary end is left)
+    or, once ``exited`` is done, until it has been quiet for EXIT_GRACE."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            data = os.read(fd, size)
+        except BlockingIOError:
+            if exited.done():
+                if not await _wait_fd(loop, fd, timeout=EXIT_GRACE):
+                    return
+            else:
+                await _wait_fd(loop, fd, exited)
+            continue
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                return
+            raise
+        if not data:
+            return
+        yield data
+
+
+async def write_all(fd: int, data: bytes) -> None:
+    """Write everything to a non-blocking fd, waiting while it is full."""
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
+        try:
+            count = os.write(fd, view)
+        except BlockingIOError:
+            await _wait_fd(loop, fd, write=True)
+            continue
+        view = view[count:]
+
+
+class ExecSession:
+    """One ``POST /1.0/instances/<name>/exec`` on the node holding the instance."""
+
+    def __init__(
+        self, nc: Client, host: HostInstance, request: ExecStart, operation_id: str
+    ) -> None:
+        self.nc = nc
+        self.host = host
+        self.request = request
+        try:
+            subjects.exec_attach(operation_id)  # a valid subject token
+        except ValueError as exc:
+            raise BadRequest(f"invalid operation id {operation_id!r}") from exc
+        self.operation_id = operation_id
+        self.interactive = request.interactive
+        self.websockets = request.wait_for_websocket
+        self.record_output = request.record_output and not self.websockets
+        self.secrets: dict[str, str] = (
+            {fd: secrets.token_hex(32) for fd in fds_for(self.interactive)}
+            if self.websockets
+            else {}
+        )
+        self.environment = exec_environment(host.config, request.environment, request.user)
+        try:
+            # Validated now, so a bad request is refused before any operation exists.
+            ExecRequest(
+                command=request.command,
+                environment=self.environment,
+                uid=request.user,
+                gid=request.group,
+            )
+        except ValidationError as exc:
+            raise BadRequest(validation_message(exc)) from exc
+        self._window = (
+            (request.width, request.height) if request.width > 0 and request.height > 0 else None
+        )
+        self._attached: set[str] = set()
+        self._needed = {fd for fd in self.secrets if fd != "control"}
+        self._all_attached = asyncio.Event()
+        self._subs: list[Any] = []
+        self._stdin: StreamReceiver | None = None
+        self._process: ExecProcess | None = None
+        self._waiter: asyncio.Task[int] | None = None
+        self._pty: int | None = None
+        self._fds: set[int] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    # -- what the caller needs -------------------------------------------------------------
+
+    @property
+    def op_class(self) -> str:
+        return "websocket" if self.websockets else "task"
+
+    def metadata(self) -> dict[str, Any]:
+        """The operation's initial metadata: LXD's fds (one secret each) and the command."""
+        if not self.websockets:
+            return {}
+        return {
+            "fds": dict(self.secrets),
+            "command": list(self.request.command),
+            "environment": dict(self.environment),
+            "interactive": self.interactive,
+        }
+
+    def log_path(self, fd: str) -> Path:
+        return self.host.state_dir / log_name(self.operation_id, fd)
+
+    async def prepare(self) -> None:
+        """Listen for the gateway's attaches, control messages and stdin (before the caller
+        hands the operation to the client)."""
+        if not self.websockets or self._subs:
+            return
+        op = self.operation_id
+        try:
+            self._subs.append(await self.nc.subscribe(subjects.exec_attach(op), cb=self._on_attach))
+            self._subs.append(
+                await self.nc.subscribe(subjects.exec_io(op, "control"), cb=self._on_control)
+            )
+            self._stdin = await StreamReceiver(
+                self.nc, subjects.exec_io(op, "0"), STDIN_IDLE_TIMEOUT
+            ).start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def run(self, op: Any = None) -> dict[str, Any]:
+        """The operation's work: run the command to its end; ``{"return": code, ...}``."""
+        try:
+            if not self.websockets:
+                return await self._run_detached()
+            await self.prepare()
+            try:
+                await asyncio.wait_for(self._all_attached.wait(), ATTACH_TIMEOUT)
+            except TimeoutError:
+                await self._end_streams()
+                raise BadRequest("Timed out waiting for websockets") from None
+            except asyncio.CancelledError:
+                await self._end_streams()
+                raise
+            return await self._run_attached()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Release everything (idempotent): relays, the child (killed if still running),
+        subscriptions and fds."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        await self._kill()
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+        if self._stdin is not None:
+            # Input still on its way is refused (a pending end frame answered), so the
+            # gateway's sender is not left waiting for an answer that would never come.
+            with contextlib.suppress(Exception):
+                await self._stdin.fail(Unavailable("the command has ended"))
+                for _ in range(3):
+                    await asyncio.sleep(0)
+            await self._stdin.close()
+        for fd in list(self._fds):
+            self._close_fd(fd)
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def _exec_request(self, **fds: int | None) -> ExecRequest:
+        env = dict(self.environment)
+        uid = self.request.user
+        if uid != 0 and ("HOME" not in env or "USER" not in env):
+            entry = await self._passwd_entry(uid)
+            if entry is not None:
+                env.setdefault("USER", entry[0])
+                env.setdefault("HOME", entry[1])
+        cwd = self.request.cwd or env.get("HOME") or "/"
+        try:
+            return ExecRequest(
+                command=self.request.command,
+                environment=env,
+                cwd=cwd,
+                uid=uid,
+                gid=self.request.group,
+                **fds,
+            )
+        except ValidationError as exc:
+            raise BadRequest(validation_message(exc)) from exc
+
+    async def _passwd_entry(self, uid: int) -> tuple[str, str] | None:
+        try:
+            text = await RootFS(self.host.rootfs, self.host.idmap).read_bytes("/etc/passwd")
+        except WarrenError:
+            return None
+        return passwd_entry(text.decode("utf-8", "replace"), uid)
+
+    async def _spawn(self, request: ExecRequest) -> ExecProcess:
+        try:
+            process = await self.host.driver.spawn(self.host.host_name, request)
+        except BadRequest as exc:
+            # "instance w-<hex> is frozen": the client knows the instance by its name.
+            raise BadRequest(exc.message.replace(self.host.host_name, self.host.name)) from exc
+        self._process = process
+        self._waiter = asyncio.ensure_future(process.wait())
+        return process
+
+    async def _run_detached(self) -> dict[str, Any]:
+        out = err = None
+        if self.record_output:
+            out, err = await asyncio.to_thread(self._open_logs)
+        try:
+            await self._spawn(await self._exec_request(stdin=None, stdout=out, stderr=err))
+        finally:
+            for fd in (out, err):
+                if fd is not None:
+                    self._close_fd(fd)
+        assert self._waiter is not None
+        code = await self._waiter
+        result: dict[str, Any] = {"return": code}
+        if self.record_output:
+            base = f"/1.0/instances/{self.host.name}/logs"
+            result["output"] = {fd: f"{base}/{log_name(self.operation_id, fd)}" for fd in "12"}
+        return result
+
+    def _open_logs(self) -> tuple[int, int]:
+        self.host.state_dir.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+        out = self._keep(os.open(self.log_path("1"), flags, 0o640))
+        err = self._keep(os.open(self.log_path("2"), flags, 0o640))
+        return out, err
+
+    async def _run_attached(self) -> dict[str, Any]:
+        outputs: dict[str, int] = {}
+        try:
+            if self.interactive:
+                main, secondary = (self._keep(fd) for fd in os.openpty())
+                self._pty = main
+                self._own_terminal(secondary)
+                if self._window is not None:
+                    self._resize(*self._window)
+                os.set_blocking(main, False)
+                request = await self._exec_request(
+                    stdin=secondary, stdout=secondary, stderr=secondary
+                )
+                stdin_fd, outputs = main, {"1": main}
+                parent_ends = [secondary]
+            else:
+                in_r, in_w = (self._keep(fd) for fd in os.pipe())
+                out_r, out_w = (self._keep(fd) for fd in os.pipe())
+                err_r, err_w = (self._keep(fd) for fd in os.pipe())
+                for fd in (in_w, out_r, err_r):
+                    os.set_blocking(fd, False)
+                request = await self._exec_request(stdin=in_r, stdout=out_w, stderr=err_w)
+                stdin_fd, outputs = in_w, {"1": out_r, "2": err_r}
+                parent_ends = [in_r, out_w, err_w]
+            try:
+                await self._spawn(request)
+            finally:
+                # The child has its copies: ours would keep the streams from ever ending.
+                for fd in parent_ends:
+                    self._close_fd(fd)
+        except BaseException as exc:
+            await self._end_streams()
+            if self._stdin is not None and isinstance(exc, WarrenError):
+                await self._stdin.fail(exc)
+            raise
+        assert self._waiter is not None
+        waiter = self._waiter
+        relays = [self._task(self._send_output(name, fd, waiter)) for name, fd in outputs.items()]
+        self._task(self._relay_stdin(stdin_fd))
+        try:
+            code = await asyncio.shield(waiter)
+        except asyncio.CancelledError:
+            await self._kill()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait(relays, timeout=CANCEL_DRAIN)
+            raise
+        # Every output stream ends (end frame answered) before the outcome is recorded.
+        await asyncio.gather(*relays, return_exceptions=True)
+        return {"return": code}
+
+    async def _send_output(self, name: str, fd: int, exited: asyncio.Future[Any]) -> None:
+        subject = subjects.exec_io(self.operation_id, name)
+        try:
+            await send_stream(
+                self.nc,
+                subject,
+                read_output(fd, exited),
+                chunk_timeout=OUTPUT_CHUNK_TIMEOUT,
+                final_timeout=OUTPUT_FINAL_TIMEOUT,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The gateway went away: keep draining so the command is not blocked on a full
+            # pipe, and let it run to its end (as if its output went nowhere).
+            log.info("exec %s: output %s ended early: %s", self.operation_id, name, exc)
+            with contextlib.suppress(OSError):
+                async for _ in read_output(fd, exited):
+                    pass
+        finally:
+            if fd != self._pty:
+                self._close_fd(fd)
+
+    async def _relay_stdin(self, fd: int) -> None:
+        receiver = self._stdin
+        if receiver is None:
+            return
+        broken = False
+        try:
+            async for chunk in receiver:
+                if broken:
+                    continue  # the command stopped reading: what comes is dropped
+                try:
+                    await write_all(fd, chunk)
+                except OSError:
+                    broken = True
+        except WarrenError as exc:  # the client went away (aborted) or went silent
+            log.debug("exec %s: stdin ended: %s", self.operation_id, exc)
+        else:
+            await receiver.finish(Reply())
+        if self.interactive:
+            # The terminal's user is gone: hang up, as closing a terminal does.
+            self._signal(signal.SIGHUP)
+        else:
+            self._close_fd(fd)  # EOF for the command
+
+    # -- control ---------------------------------------------------------------------------
+
+    async def _on_attach(self, msg: Msg) -> None:
+        try:
+            attach = _message_body(Attach, msg.data)
+            if attach.fd not in self.secrets:
+                raise BadRequest(f"exec {self.operation_id} has no fd {attach.fd!r}")
+            if attach.fd in self._attached:
+                raise Conflict(f"fd {attach.fd} of exec {self.operation_id} is already attached")
+            self._attached.add(attach.fd)
+            if self._needed <= self._attached:
+                self._all_attached.set()
+            reply = Reply()
+        except WarrenError as exc:
+            reply = Reply.failure(exc)
+        except Exception as exc:
+            reply = Reply.failure(BadRequest(f"malformed attach request: {exc}"))
+        await _respond(msg, reply)
+
+    async def _on_control(self, msg: Msg) -> None:
+        try:
+            control = _message_body(Control, msg.data)
+            window = control.window()
+            if window is not None:
+                if window[0] > 0 and window[1] > 0:
+                    self._window = window
+                    if self._pty is not None:
+                        self._resize(*window)
+            elif control.command == "signal":
+                if not 0 < control.signal < signal.NSIG:
+                    raise BadRequest(f"invalid signal {control.signal}")
+                self._signal(control.signal)
+            reply = Reply()
+        except WarrenError as exc:
+            reply = Reply.failure(exc)
+        except Exception as exc:
+            reply = Reply.failure(BadRequest(f"malformed control request: {exc}"))
+        await _respond(msg, reply)
+
+    def _resize(self, width: int, height: int) -> None:
+        # The kernel sends SIGWINCH to the terminal's foreground process group.
+        if self._pty is not None:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self._pty, termios.TIOCSWINSZ, window_bytes(width, height))
+
+    def _signal(self, signum: int) -> None:
+        if self._process is not None and self._waiter is not None and not self._waiter.done():
+            self._process.signal(signum)
+
+    def _own_terminal(self, secondary: int) -> None:
+        # Owned by the command's user as the container sees it (LXD gives it to root), not
+        # by an id the container shows as nobody.
+        try:
+            uid = to_host_id(self.request.user, self.host.idmap)
+            gid = to_host_id(self.request.group, self.host.idmap)
+            os.fchown(secondary, uid, gid)
+        except (WarrenError, OSError) as exc:
+            log.debug("exec %s: terminal left to host root: %s", self.operation_id, exc)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _end_streams(self) -> None:
+        """End the output streams at once (nothing will come): the client must not hang."""
+        names = ("1",) if self.interactive else ("1", "2")
+
+        async def end(name: str) -> None:
+            with contextlib.suppress(Exception):
+                await send_stream(
+                    self.nc,
+                    subjects.exec_io(self.operation_id, name),
+                    _nothing(),
+                    final_timeout=OUTPUT_FINAL_TIMEOUT,
+                )
+
+        await asyncio.gather(*(end(name) for name in names))
+
+    async def _kill(self) -> None:
+        waiter = self._waiter
+        if self._process is None or waiter is None or waiter.done():
+            return
+        self._process.signal(signal.SIGKILL)
+        # Reap it (the wait runs in a thread); a cancelled caller does not stop this.
+        with contextlib.suppress(BaseException):
+            await asyncio.wait({waiter}, timeout=10)
+
+    def _task(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _keep(self, fd: int) -> int:
+        self._fds.add(fd)
+        return fd
+
+    def _close_fd(self, fd: int) -> None:
+        if fd in self._fds:
+            self._fds.discard(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover - makes this an async generator

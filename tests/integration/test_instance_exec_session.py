@@ -1,0 +1,409 @@
+"""ExecSession against real busybox containers and a real nats-server.
+
+A test-side gateway (``ExecGateway``) speaks schemas.exec_io: it listens on the output
+streams, attaches the fds, streams stdin and sends control requests; the session runs as a
+real operation of an OperationRecorder, so its outcome is what the log records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+import pytest
+from test_instance_host_support import (
+    BUSYBOX,
+    HANG_GUARD,
+    MODES,
+    BusyboxHosts,
+    ExecGateway,
+    busybox_hosts,
+)
+
+from schemas import subjects
+from schemas.client import Bus
+from schemas.errors import BadRequest, Conflict
+from schemas.instances import ExecStart
+from services.common.eventstore import EventStore
+from services.common.operations import OperationRecorder, RunningOperation
+from services.instance.exec_session import DEFAULT_PATH, ExecSession
+from services.instance.instances.host import HostInstance
+
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"),
+    pytest.mark.skipif(not BUSYBOX.exists(), reason="busybox-static is not installed"),
+]
+
+
+@pytest.fixture
+async def node_bus(nats_server) -> AsyncIterator[Bus]:
+    bus = await Bus.open(nats_server.url, "test-exec-node")
+    await EventStore(bus.js).ensure_stream()
+    yield bus
+    await bus.close()
+
+
+@pytest.fixture
+async def gateway_bus(nats_server) -> AsyncIterator[Bus]:
+    bus = await Bus.open(nats_server.url, "test-exec-gateway")
+    yield bus
+    await bus.close()
+
+
+@pytest.fixture
+def recorder(node_bus: Bus) -> OperationRecorder:
+    return OperationRecorder(node_bus.nc, EventStore(node_bus.js), node="node1")
+
+
+@pytest.fixture
+async def hosts() -> AsyncIterator[BusyboxHosts]:
+    async with busybox_hosts() as made:
+        yield made
+
+
+@pytest.fixture
+async def host(hosts: BusyboxHosts) -> HostInstance:
+    return await hosts.make("idmapped")
+
+
+class Exec:
+    """One exec as the lead's handler runs it: session, operation, and our gateway."""
+
+    def __init__(self, node: Bus, gateway: Bus, recorder: OperationRecorder) -> None:
+        self.node = node
+        self.gateway_bus = gateway
+        self.recorder = recorder
+
+    async def start(
+        self, host: HostInstance, command: list[str], **fields: Any
+    ) -> tuple[ExecSession, RunningOperation, ExecGateway]:
+        op_id = str(uuid.uuid4())
+        request = ExecStart(name=host.name, command=command, **fields)
+        session = ExecSession(self.node.nc, host, request, op_id)
+        await session.prepare()
+        op = await self.recorder.start(
+            session.run,
+            description="Executing command",
+            op_class=session.op_class,  # type: ignore[arg-type]
+            metadata=session.metadata(),
+            operation_id=op_id,
+        )
+        gateway = ExecGateway(self.gateway_bus, op_id, request.interactive)
+        gateway.finished = op.finished
+        return session, op, gateway
+
+    async def run(
+        self, host: HostInstance, command: list[str], stdin: bytes | None = None, **fields: Any
+    ) -> tuple[dict[str, Any], ExecGateway]:
+        fields.setdefault("wait-for-websocket", True)
+        _, op, gateway = await self.start(host, command, **fields)
+        try:
+            await gateway.attach()
+            if stdin is not None:
+                gateway.type(stdin)
+            gateway.close_stdin()
+            final = await asyncio.wait_for(op.wait(), HANG_GUARD)
+            await gateway.wait_ended()
+        finally:
+            await gateway.close()
+        return final, gateway
+
+
+@pytest.fixture
+def execs(node_bus, gateway_bus, recorder) -> Exec:
+    return Exec(node_bus, gateway_bus, recorder)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_output_errors_and_exit_code(execs: Exec, hosts: BusyboxHosts, mode: str):
+    host = await hosts.make(mode)
+    final, gateway = await execs.run(host, ["sh", "-c", "echo hi; echo err >&2; exit 3"])
+    assert final["status"] == "Success", final
+    assert final["class"] == "websocket"
+    assert final["metadata"]["return"] == 3
+    fds = final["metadata"]["fds"]
+    assert sorted(fds) == ["0", "1", "2", "control"]
+    assert all(len(secret) == 64 and int(secret, 16) >= 0 for secret in fds.values())
+    assert len(set(fds.values())) == 4
+    assert final["metadata"]["command"] == ["sh", "-c", "echo hi; echo err >&2; exit 3"]
+    assert (gateway.text("1"), gateway.text("2")) == ("hi\n", "err\n")
+    # The output streams ended before the operation's outcome was recorded.
+    assert gateway.ended_before == {"1": True, "2": True}
+
+
+async def test_stdin_is_piped_through_cat(execs: Exec, host: HostInstance):
+    final, gateway = await execs.run(host, ["cat"], stdin=b"hello\nworld\n")
+    assert final["metadata"]["return"] == 0
+    assert gateway.text("1") == "hello\nworld\n"
+    assert gateway.text("2") == ""
+
+
+async def test_megabytes_cross_both_ways_intact(execs: Exec, host: HostInstance):
+    payload = os.urandom(5 * 1024 * 1024)
+    final, gateway = await execs.run(host, ["cat"], stdin=payload)
+    assert final["metadata"]["return"] == 0
+    assert len(gateway.received["1"]) == len(payload)
+    assert hashlib.sha256(gateway.received["1"]).digest() == hashlib.sha256(payload).digest()
+
+    # A big file inside the container, cat'ed out.
+    (BusyboxHosts.disk(host) / "tmp/big").write_bytes(payload)
+    final, gateway = await execs.run(host, ["cat", "/tmp/big"])
+    assert final["metadata"]["return"] == 0
+    assert bytes(gateway.received["1"]) == payload
+
+
+async def test_environment_cwd_and_user(execs: Exec, hosts: BusyboxHosts):
+    host = await hosts.make("idmapped", config={"environment.FOO": "from-config", "x": "y"})
+    script = 'echo "$HOME|$USER|$LANG|$PATH|$FOO|$BAR|${TERM:-none}"; pwd; id -u; id -g'
+    final, gateway = await execs.run(host, ["sh", "-c", script], environment={"BAR": "given"})
+    assert final["metadata"]["return"] == 0
+    assert gateway.text("1") == (
+        f"/root|root|C.UTF-8|{DEFAULT_PATH}|from-config|given|none\n/root\n0\n0\n"
+    )
+    # The request overrides the instance's environment; a user gets their home from passwd.
+    final, gateway = await execs.run(
+        host,
+        ["sh", "-c", script],
+        environment={"FOO": "override", "TERM": "xterm"},
+        user=1000,
+        group=1000,
+    )
+    assert gateway.text("1") == (
+        f"/home/alice|alice|C.UTF-8|{DEFAULT_PATH}|override||xterm\n/home/alice\n1000\n1000\n"
+    )
+    final, gateway = await execs.run(host, ["pwd"], cwd="/tmp")
+    assert gateway.text("1") == "/tmp\n"
+
+
+async def test_a_bad_request_is_refused_before_any_operation(node_bus, host: HostInstance):
+    bad_env = ExecStart(name=host.name, command=["true"], environment={"A=B": "x"})
+    with pytest.raises(BadRequest):
+        ExecSession(node_bus.nc, host, bad_env, str(uuid.uuid4()))
+    with pytest.raises(BadRequest):
+        ExecSession(node_bus.nc, host, ExecStart(name=host.name, command=["true"]), "a.b")
+
+
+async def test_interactive_shell_on_a_terminal(execs: Exec, host: HostInstance):
+    _, op, gateway = await execs.start(
+        host,
+        ["sh"],
+        interactive=True,
+        width=120,
+        height=40,
+        environment={"TERM": "xterm", "PS1": "$ "},
+        **{"wait-for-websocket": True},
+    )
+    assert sorted(op.object["metadata"]["fds"]) == ["0", "control"]
+    try:
+        await gateway.attach()
+        gateway.type(b"stty size; [ -t 0 ] && echo tty-$((1+1))\n")
+        await gateway.wait_output("1", b"40 120")
+        await gateway.wait_output("1", b"tty-2")
+        await gateway.control(
+            {"command": "window-resize", "args": {"width": "100", "height": "30"}}
+        )
+        gateway.type(b"stty size\n")
+        await gateway.wait_output("1", b"30 100")
+        gateway.type(b"exit 7\n")
+        final = await asyncio.wait_for(op.wait(), HANG_GUARD)
+        await gateway.wait_ended()
+    finally:
+        await gateway.close()
+    assert final["metadata"]["return"] == 7
+    assert gateway.ended_before == {"1": True}
+
+
+async def test_control_signals_the_command(execs: Exec, host: HostInstance):
+    _, op, gateway = await execs.start(host, ["sleep", "600"], **{"wait-for-websocket": True})
+    try:
+        await gateway.attach()
+        await asyncio.sleep(0.2)
+        with pytest.raises(BadRequest):
+            await gateway.control({"command": "signal", "signal": 0})
+        await gateway.control({"command": "signal", "signal": int(signal.SIGTERM)})
+        final = await asyncio.wait_for(op.wait(), HANG_GUARD)
+        await gateway.wait_ended()
+    finally:
+        await gateway.close()
+    assert final["metadata"]["return"] == 128 + signal.SIGTERM
+
+    # Interactive too: SIGKILL through control ends a sleep on a terminal.
+    _, op, gateway = await execs.start(
+        host, ["sleep", "600"], interactive=True, **{"wait-for-websocket": True}
+    )
+    try:
+        await gateway.attach()
+        await asyncio.sleep(0.2)
+        await gateway.control({"command": "signal", "signal": int(signal.SIGKILL)})
+        final = await asyncio.wait_for(op.wait(), HANG_GUARD)
+        await gateway.wait_ended()
+    finally:
+        await gateway.close()
+    assert final["metadata"]["return"] == 128 + signal.SIGKILL
+
+
+async def test_the_command_waits_for_every_fd_but_control(execs: Exec, host: HostInstance):
+    _, op, gateway = await execs.start(host, ["echo", "started"], **{"wait-for-websocket": True})
+    try:
+        await gateway.attach(fds=("0", "1"))
+        await asyncio.sleep(0.3)
+        assert not op.finished.is_set() and gateway.text("1") == ""
+        with pytest.raises(Conflict):
+            await gateway.attach(fds=("1",))
+        with pytest.raises(BadRequest):
+            await gateway.attach(fds=("3",))
+        await gateway.attach(fds=("2",))  # control never attaches (pylxd does not open it)
+        gateway.close_stdin()
+        final = await asyncio.wait_for(op.wait(), HANG_GUARD)
+        await gateway.wait_ended()
+    finally:
+        await gateway.close()
+    assert final["metadata"]["return"] == 0 and gateway.text("1") == "started\n"
+
+
+async def test_closed_output_and_background_children(execs: Exec, host: HostInstance):
+    # Output fds closed early: the streams end, the command is still waited for.
+    final, gateway = await execs.run(host, ["sh", "-c", "exec >&- 2>&-; sleep 1; exit 4"])
+    assert final["metadata"]["return"] == 4
+    assert gateway.text("1") == gateway.text("2") == ""
+    # A background child holding stdout does not keep the client waiting once sh has ended.
+    final, gateway = await execs.run(host, ["sh", "-c", "sleep 300 & echo done"])
+    assert final["metadata"]["return"] == 0 and gateway.text("1") == "done\n"
+
+
+async def test_record_output_without_websockets(execs: Exec, host: HostInstance):
+    final, _ = await _detached(execs, host, ["sh", "-c", "echo out; echo err >&2; exit 2"], True)
+    assert final["class"] == "task"
+    assert final["metadata"]["return"] == 2
+    op_id = final["id"]
+    assert final["metadata"]["output"] == {
+        "1": f"/1.0/instances/{host.name}/logs/exec_{op_id}.stdout",
+        "2": f"/1.0/instances/{host.name}/logs/exec_{op_id}.stderr",
+    }
+    assert (host.state_dir / f"exec_{op_id}.stdout").read_text() == "out\n"
+    assert (host.state_dir / f"exec_{op_id}.stderr").read_text() == "err\n"
+
+    # Without record-output the output goes nowhere and stdin is /dev/null.
+    final, _ = await _detached(execs, host, ["sh", "-c", "cat; echo lost; exit 5"], False)
+    assert final["metadata"] == {"return": 5}
+    assert not list(host.state_dir.glob(f"exec_{final['id']}.*"))
+
+
+async def _detached(
+    execs: Exec, host: HostInstance, command: list[str], record: bool
+) -> tuple[dict[str, Any], None]:
+    session, op, _ = await execs.start(host, command, **{"record-output": record})
+    assert session.metadata() == {}
+    return await asyncio.wait_for(op.wait(), HANG_GUARD), None
+
+
+async def test_a_frozen_instance_fails_fast_and_ends_the_streams(execs: Exec, host: HostInstance):
+    await host.driver.freeze(host.host_name)
+    try:
+        _, op, gateway = await execs.start(host, ["true"], **{"wait-for-websocket": True})
+        try:
+            await gateway.attach()
+            final = await asyncio.wait_for(op.wait(), HANG_GUARD)
+            await gateway.wait_ended()
+        finally:
+            await gateway.close()
+    finally:
+        await host.driver.unfreeze(host.host_name)
+    assert final["status"] == "Failure"
+    assert "frozen" in final["err"] and host.name in final["err"]
+    assert host.host_name not in final["err"]
+    # Detached too.
+    await host.driver.freeze(host.host_name)
+    try:
+        _, op, _ = await execs.start(host, ["true"])
+        final = await asyncio.wait_for(op.wait(), HANG_GUARD)
+    finally:
+        await host.driver.unfreeze(host.host_name)
+    assert final["status"] == "Failure" and "frozen" in final["err"]
+
+
+async def test_cancel_kills_the_command_and_releases_everything(
+    execs: Exec, host: HostInstance, gateway_bus: Bus
+):
+    marker = f"/tmp/cancel-{uuid.uuid4().hex}"
+    session, op, gateway = await execs.start(
+        host, ["sh", "-c", f"echo $$ > {marker}; exec sleep 600"], **{"wait-for-websocket": True}
+    )
+    try:
+        await gateway.attach()
+        for _ in range(500):
+            if (host.rootfs / marker.lstrip("/")).exists():
+                break
+            await asyncio.sleep(0.02)
+        final = await asyncio.wait_for(op.cancel("tester"), HANG_GUARD)
+        await gateway.wait_ended()
+    finally:
+        await gateway.close()
+    assert final["status"] == "Cancelled"
+    assert session._process is not None
+    assert session._waiter is not None and session._waiter.done()
+    assert session._fds == set()
+    # Nobody listens for this exec any more.
+    with pytest.raises(nats.errors.NoRespondersError):
+        await gateway_bus.nc.request(subjects.exec_attach(op.id), b"", timeout=2)
+
+
+async def test_the_wait_for_attaches_is_cancellable(execs: Exec, host: HostInstance):
+    session, op, gateway = await execs.start(host, ["true"], **{"wait-for-websocket": True})
+    try:
+        await gateway.attach(fds=("1",), stdin=False)  # listens on the outputs
+        final = await asyncio.wait_for(op.cancel("tester"), HANG_GUARD)
+        await gateway.wait_ended()  # ended, so the client does not hang
+    finally:
+        await gateway.close()
+    assert final["status"] == "Cancelled"
+    assert session._process is None
+
+
+async def test_a_stopped_instance_fails_with_not_running(execs: Exec, host: HostInstance):
+    await host.driver.stop(host.host_name, force=True)
+    _, op, gateway = await execs.start(host, ["true"], **{"wait-for-websocket": True})
+    try:
+        await gateway.attach()
+        final = await asyncio.wait_for(op.wait(), HANG_GUARD)
+        await gateway.wait_ended()
+    finally:
+        await gateway.close()
+    assert final["status"] == "Failure" and "not running" in final["err"]
+
+
+async def test_closing_the_terminal_hangs_up(execs: Exec, host: HostInstance):
+    _, op, gateway = await execs.start(
+        host, ["sh"], interactive=True, **{"wait-for-websocket": True}
+    )
+    try:
+        await gateway.attach()
+        gateway.type(b"echo ready\n")
+        await gateway.wait_output("1", b"ready")
+        gateway.close_stdin()  # the client went away
+        final = await asyncio.wait_for(op.wait(), HANG_GUARD)
+        await gateway.wait_ended()
+    finally:
+        await gateway.close()
+    assert final["metadata"]["return"] == 128 + signal.SIGHUP
+
+
+async def test_sessions_leave_no_fds_behind(execs: Exec, host: HostInstance):
+    await execs.run(host, ["true"])  # warm up (thread pool, subscriptions)
+    gc.collect()  # earlier tests' garbage may still hold fds: count from a clean slate
+    before = len(os.listdir("/proc/self/fd"))
+    await execs.run(host, ["sh", "-c", "echo out; echo err >&2"], stdin=b"x")
+    await execs.run(host, ["sh", "-c", "stty size"], interactive=True, width=80, height=24)
+    _, op, _ = await execs.start(host, ["echo", "x"], **{"record-output": True})
+    await asyncio.wait_for(op.wait(), HANG_GUARD)
+    await asyncio.sleep(0.1)
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= before
