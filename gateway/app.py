@@ -22,6 +22,11 @@ from gateway.routes import (
     history,
     image_aliases,
     images,
+    instance_exec,
+    instance_files,
+    instance_logs,
+    instance_state,
+    instances,
     operations,
     profiles,
     projects,
@@ -44,6 +49,11 @@ ROUTE_MODULES = (
     storage,
     image_aliases,
     images,
+    instances,
+    instance_state,
+    instance_exec,
+    instance_files,
+    instance_logs,
 )
 #: Bodies of LXD requests are small JSON documents; image uploads will get their own route.
 MAX_BODY = 16 * 1024 * 1024
