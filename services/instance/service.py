@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
+from pathlib import Path
 
 from services.common.endpoints import EndpointGroup
 from services.common.operations import OperationRecorder
@@ -25,6 +27,9 @@ from services.instance.catalog.root_disk import DefaultProfileRootDisk
 from services.instance.drivers import DRIVERS
 from services.instance.instances.commands import InstanceCommands
 from services.instance.instances.context import Instances
+from services.instance.instances.exec_handler import ExecHandler
+from services.instance.instances.file_handlers import FileHandlers
+from services.instance.instances.log_handlers import LogHandlers
 from services.instance.instances.orphans import RunningInstanceOperations, fail_orphans
 from services.instance.instances.peers import Peers
 from services.instance.instances.power import PowerHandlers
@@ -35,6 +40,16 @@ log = logging.getLogger(__name__)
 
 NAME = "instance"
 DRIVER = "lxc"
+
+
+def _searchable(path: Path) -> None:
+    """An unprivileged container's root (a high host uid) must be able to walk down to its
+    rootfs under $WARREN_DIR, or LXC cannot start it: give "others" search permission."""
+    path.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode
+    if not mode & stat.S_IXOTH:
+        os.chmod(path, stat.S_IMODE(mode) | stat.S_IXOTH)
+        log.info("%s made searchable by others (unprivileged containers live below it)", path)
 
 
 def is_node_agent() -> bool:
@@ -58,6 +73,7 @@ async def setup(runtime: ServiceRuntime) -> Catalog:
     HistoryHandler(catalog).register(runtime.endpoints)
     runtime.add_reaction(DefaultProfileRootDisk(store))
 
+    await asyncio.to_thread(_searchable, settings.warren_dir)
     driver = DRIVERS[DRIVER](settings.warren_dir / "lxc")
     instances = Instances(
         catalog,
@@ -73,6 +89,11 @@ async def setup(runtime: ServiceRuntime) -> Catalog:
     commands.register(node_group)
     power = PowerHandlers(instances)
     power.register(node_group)
+    ExecHandler(instances, runtime.bus.nc).register(node_group)
+    FileHandlers(instances.host, instances.record, runtime.bus.nc, settings.node).register(
+        node_group
+    )
+    LogHandlers(instances.host, instances.record, settings.node).register(node_group)
 
     running_ops = RunningInstanceOperations()
     runtime.add_projection(running_ops)
