@@ -536,3 +536,26 @@ async def test_logs_and_console_log(gw, service) -> None:
     assert status == 200 and service.console == b""
     status, _, body = await raw(gw, "POST", f"/1.0/instances/{name}/console", b"{}")
     assert status == 501 and "console" in json.loads(body)["error"]
+
+
+async def test_a_client_gone_mid_exec_does_not_hang_the_operation(gw, service) -> None:
+    name = unique()
+    service.add(name, status="Running")
+    op_id, fds = await start_exec(gw, name, {"command": ["cat"], "wait-for-websocket": True})
+    ws = f"/1.0/operations/{op_id}/websocket?secret="
+    socks = {fd: await gw.websocket(ws + fds[fd]) for fd in ("0", "1", "2")}
+    await socks["1"].close()  # stdout's reader leaves before the command writes
+    await asyncio.sleep(0.1)
+    await socks["0"].send_bytes(b"lost\n")
+    await socks["0"].send_str("")
+    op = await gw.get(f"/1.0/operations/{op_id}/wait?timeout=30")
+    # The node learnt that nobody reads stdout any more (here it fails the command).
+    assert op["status"] in ("Failure", "Success"), op
+    # The sockets left open close with the operation (stderr, which the failed command never
+    # ended, once the gateway's grace for output in flight has passed).
+    for fd in ("0", "2"):
+        while True:
+            msg = await asyncio.wait_for(socks[fd].receive(), 15)
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                break
+        await socks[fd].close()
