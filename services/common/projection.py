@@ -54,6 +54,11 @@ class Projection(ABC):
     def wants(self, subject: str) -> bool:
         return subject.startswith(self._prefixes)
 
+    def restored(self, seq: int) -> None:
+        """The state was loaded from a snapshot covering ``seq``: wake whoever waits."""
+        self.applied_seq = seq
+        self._advanced.set()
+
     def feed(self, seq: int, subject: str, data: bytes) -> None:
         """Apply one raw stream message (skipped if older than what is applied)."""
         if seq <= self.applied_seq:
@@ -152,7 +157,7 @@ class ProjectionRunner:
                 log.info("%s: snapshot version changed, replaying from scratch", path)
                 return
             self.projection.load(data["state"])
-            self.projection.applied_seq = int(data["seq"])
+            self.projection.restored(int(data["seq"]))
             log.info("%s: restored snapshot at seq %d", self.projection.name, data["seq"])
         except Exception as exc:  # a snapshot is a cache: a bad one only costs a replay
             log.warning("%s: unreadable snapshot (%s), replaying from scratch", path, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -93,4 +94,25 @@ async def test_corrupt_snapshot_falls_back_to_full_replay(store, tmp_path):
     runner = ProjectionRunner(store, projection, tmp_path)
     await runner.start()
     assert projection.counts == {"a": 2}
+    await runner.stop()
+
+
+async def test_a_waiter_is_woken_by_a_restored_snapshot(store, tmp_path):
+    # A waiter that starts before the runner must not sleep until the next event when the
+    # snapshot alone brings the projection up to date.
+    kind = f"k{uuid.uuid4().hex[:8]}"
+    for event in _events(kind, ["a", "b"]):
+        await store.append([event], expected_seq=None)
+    first = ProjectionRunner(store, Counter(kind), tmp_path)
+    await first.start()
+    await first.stop()  # writes the snapshot
+    target = await store.last_seq()
+
+    projection = Counter(kind)
+    waiter = asyncio.create_task(projection.wait_for(target, timeout=30))
+    await asyncio.sleep(0)
+    runner = ProjectionRunner(store, projection, tmp_path)
+    await runner.start()
+    await asyncio.wait_for(waiter, 5)
+    assert projection.counts == {"a": 1, "b": 1}
     await runner.stop()
