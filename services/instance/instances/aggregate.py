@@ -191,7 +191,7 @@ def _update(state: InstanceState, cmd: Update) -> list[Event]:
 def _rename(state: InstanceState, cmd: Rename) -> list[Event]:
     checks.check_name(cmd.new_name)
     if cmd.running:
-        raise BadRequest("Renaming of running instance not allowed")
+        raise BadRequest("Renaming of running container not allowed")
     if cmd.name_taken or cmd.new_name == state.name:
         raise Conflict(f'Name "{cmd.new_name}" already in use')
     new = replace(state, name=cmd.new_name)

@@ -79,7 +79,7 @@ class PowerHandlers:
         if body.action in ("restart", "freeze") and status is Status.STOPPED:
             raise BadRequest("The instance isn't running")
         if body.action == "freeze" and status is Status.FROZEN:
-            raise BadRequest("The instance is already frozen")
+            raise BadRequest("The container is already frozen")
         if body.action == "unfreeze" and status is not Status.FROZEN:
             raise BadRequest("The instance isn't frozen")
 
