@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.image.builders.busybox import is_static
-from services.image.builders.debian import _keep, debian_mirror
+from services.image.builders.debian import _container_ready, _keep, debian_mirror
 
 DEB822 = """\
 Types: deb
@@ -74,3 +74,40 @@ def test_tree_filter(tmp_path: Path, rel: str, kept: bool) -> None:
 
 def test_tree_filter_drops_device_nodes() -> None:
     assert _keep("dev/null", os.lstat("/dev/null")) is False
+
+
+INITTAB = """\
+id:2:initdefault:
+si::sysinit:/etc/init.d/rcS
+l2:2:wait:/etc/init.d/rc 2
+pf::powerwait:/etc/init.d/powerfail start
+1:2345:respawn:/sbin/getty --noclear 38400 tty1
+2:23:respawn:/sbin/getty 38400 tty2
+"""
+
+
+def test_container_ready(tmp_path: Path) -> None:
+    # The parts of a debootstrapped tree it adjusts, as debootstrap leaves them.
+    for sub in ("etc", "var/cache/apt/archives", "var/lib/apt/lists"):
+        (tmp_path / sub).mkdir(parents=True)
+    (tmp_path / "etc/hostname").write_text("buildhost\n")  # copied from the build host
+    (tmp_path / "etc/resolv.conf").write_text("nameserver 10.0.0.1\n")
+    (tmp_path / "etc/inittab").write_text(INITTAB)
+    (tmp_path / "var/cache/apt/archives/libc6.deb").write_text("")
+    (tmp_path / "var/lib/apt/lists/x_Packages").write_text("")
+    (tmp_path / "var/lib/apt/lists/lock").write_text("")
+    _container_ready(tmp_path)
+    # No fixed host name: sysvinit's hostname.sh would replace the instance's name with it.
+    assert not (tmp_path / "etc/hostname").exists()
+    assert (tmp_path / "etc/resolv.conf").read_text() == ""
+    assert "iface eth0 inet dhcp" in (tmp_path / "etc/network/interfaces").read_text()
+    lines = (tmp_path / "etc/inittab").read_text().splitlines()
+    assert [line for line in lines if "getty" in line and not line.startswith("#")] == [
+        "co:2345:respawn:/sbin/getty --noclear 38400 console linux"
+    ]
+    assert [line for line in lines if line.startswith("pf:")] == [
+        "pf::powerwait:/sbin/shutdown -t1 -a -h now"
+    ]
+    assert "si::sysinit:/etc/init.d/rcS" in lines
+    assert list((tmp_path / "var/cache/apt/archives").iterdir()) == []
+    assert [p.name for p in (tmp_path / "var/lib/apt/lists").iterdir()] == ["lock"]
