@@ -149,8 +149,14 @@ class LxcDriver(InstanceDriver):
         return lxc.Container(name, str(self.root))
 
     def _log_path(self, name: str) -> Path:
-        container = lxc.Container(name, str(self.root))
-        return Path(container.get_config_item("lxc.log.file") or self._home(name) / "lxc.log")
+        default = self._home(name) / "lxc.log"
+        try:
+            configured = lxc.Container(name, str(self.root)).get_config_item("lxc.log.file")
+        except ValueError:
+            # python-lxc could not load the config just now (seen once under load while the
+            # container started): the log path must not turn a start into a failure.
+            return default
+        return Path(configured or default)
 
     def _exists(self, name: str) -> bool:
         return self._config_path(name).is_file()

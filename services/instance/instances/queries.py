@@ -3,6 +3,7 @@ of one instance (node-scoped: only its host knows)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from schemas import instances as wire
@@ -65,8 +66,12 @@ class InstanceQueries:
         live = await self._live(found)
         views = [i.view(s, i.status_of(s, live)) for s in found]
         if body.recursion >= 2:
-            for state, view in zip(found, views, strict=True):
-                view["state"] = await self._state_of(state, view["status"])
+            # Live figures of each instance are independent host reads: gather them.
+            states = await asyncio.gather(
+                *(self._state_of(s, v["status"]) for s, v in zip(found, views, strict=True))
+            )
+            for view, state in zip(views, states, strict=True):
+                view["state"] = state
                 view["snapshots"] = []
                 view["backups"] = []
         return views, seq
