@@ -2,8 +2,10 @@
 
 A throwaway Warren (``ops/run`` in a temporary WARREN_DIR) and, when installed, a throwaway
 real LXD are started, measured the same way (idle memory, API latency, memory again) and
-stopped; then the replay benchmark runs on its own private nats-server. Use ``ops/bench/run-all``
-(it picks the project's Python).
+stopped; then the replay benchmark runs on its own private nats-server, and the container
+benchmark (``instances.py``: launch, lxd-benchmark, list at scale, exec, memory per container)
+in its own process with its own throwaway Warren and LXD. Use ``ops/bench/run-all`` (it picks
+the project's Python).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import bus_latency
+import instances
 import lxd_reference
 import warren_stack
 from api_latency import render as render_latency
@@ -63,6 +66,21 @@ def measure_replay(events: int, profiles: int) -> dict[str, Any]:
         return json.loads(Path(out.name).read_text())
 
 
+def measure_instances(skip: list[str], counts: str, lxd_counts: str) -> dict[str, Any]:
+    """The container benchmark in its own process (throwaway Warren and LXD of its own)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [sys.executable, str(HERE / "instances.py"), "--json", out.name]
+        cmd += ["--counts", *counts.split(), "--lxd-counts", *lxd_counts.split()]
+        for name in ("warren", "lxd"):
+            if name in skip:
+                cmd += ["--skip", name]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=7200)
+        print(done.stdout)
+        if done.returncode != 0:
+            return {"error": done.stderr[-2000:]}
+        return json.loads(Path(out.name).read_text())
+
+
 def _guarded(name: str, fn: Any, *args: Any) -> dict[str, Any]:
     # One failing benchmark must not hide the figures of the others.
     print(f"== {name}", flush=True)
@@ -88,7 +106,12 @@ def _verdict(value: float | None, target: float | None) -> str:
     return f"< {target:g} ms ({'met' if value < target else 'MISSED'})"
 
 
-def summary(warren: dict[str, Any], lxd: dict[str, Any] | None, replay: dict[str, Any]) -> str:
+def summary(
+    warren: dict[str, Any],
+    lxd: dict[str, Any] | None,
+    replay: dict[str, Any],
+    containers: dict[str, Any] | None = None,
+) -> str:
     """The side-by-side table."""
     rows: list[list[str]] = []
     for op in ("GET /1.0", "profile create", "profile get", "profile delete"):
@@ -156,6 +179,9 @@ def summary(warren: dict[str, Any], lxd: dict[str, Any] | None, replay: dict[str
             if key in replay:
                 value = replay[key]["wall_seconds"]
                 rows.append([f"{label} ({n:,} events)", fmt_num(value, 2), "n/a", ""])
+    if containers and "error" not in containers:
+        for label, w, lx in instances.rows(containers.get("warren"), containers.get("lxd")):
+            rows.append([f"containers: {label.strip()}", w, lx, ""])
     lxd_name = f"LXD {lxd['version']}" if lxd and "version" in lxd else "LXD (absent)"
     return table(["metric", "Warren", lxd_name, "target"], rows)
 
@@ -168,7 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=3, help="idle seconds before memory")
     parser.add_argument("--events", type=int, default=100_000, help="events for the replay")
     parser.add_argument("--profiles", type=int, default=1000, help="profiles in the replay log")
-    parser.add_argument("--skip", action="append", default=[], choices=["warren", "lxd", "replay"])
+    parser.add_argument(
+        "--instance-counts", default="50 500", help="running containers for Warren's list/memory"
+    )
+    parser.add_argument("--lxd-instance-counts", default="50", help="the same for LXD")
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["warren", "lxd", "replay", "instances"]
+    )
     parser.add_argument("--json", help="also write every figure to this file")
     args = parser.parse_args(argv)
 
@@ -176,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     warren: dict[str, Any] = {"error": "skipped"}
     lxd: dict[str, Any] | None = None
     replay: dict[str, Any] = {"error": "skipped"}
+    containers: dict[str, Any] = {"error": "skipped"}
     if "warren" not in args.skip:
         warren = _guarded("Warren (throwaway, ops/run)", measure_warren, *lat_args)
         if "latency" in warren:
@@ -187,15 +220,33 @@ def main(argv: list[str] | None = None) -> int:
             print(render_latency(lxd["latency"]))
     if "replay" not in args.skip:
         replay = _guarded("replay", measure_replay, args.events, args.profiles)
+    if "instances" not in args.skip:
+        containers = _guarded(
+            "containers (instances.py)",
+            measure_instances,
+            args.skip,
+            args.instance_counts,
+            args.lxd_instance_counts,
+        )
 
     print(f"\n== Summary ({machine_note()})")
-    print(summary(warren, lxd, replay))
-    for name, r in (("Warren", warren), ("LXD", lxd or {}), ("replay", replay)):
+    print(summary(warren, lxd, replay, containers))
+    for name, r in (
+        ("Warren", warren),
+        ("LXD", lxd or {}),
+        ("replay", replay),
+        ("containers", containers),
+    ):
         if "error" in r and r["error"] != "skipped":
             print(f"{name}: {r['error'].strip().splitlines()[-1]}")
     for line in warren.get("leftovers", []):
         print(f"Warren stop: {line}")
-    write_json(args.json, {"warren": warren, "lxd": lxd, "replay": replay})
+    for name in ("warren", "lxd"):
+        for line in instances.errors_of(containers.get(name)):
+            print(f"containers, {name}: {line}")
+    write_json(
+        args.json, {"warren": warren, "lxd": lxd, "replay": replay, "containers": containers}
+    )
     return 0
 
 
