@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -50,35 +51,47 @@ def _mounts() -> list[tuple[Path, str, set[str]]]:
     return result
 
 
-def home_cgroups() -> list[Path]:
-    """The cgroup.procs files of this process's own cgroups, one per hierarchy.
-
-    python-lxc's daemonized start moves the *calling* process into the new container's
-    lxc.monitor.<name> cgroup (measured here with LXC 5.0.2): the service would then be charged
-    to, and pin, a cgroup that cannot be removed after the container stops. The driver moves
-    itself back to these after every start. Any lxc.* component is dropped, so a process that
-    was already moved finds its way home.
-    """
-    mounts = _mounts()
-    found: list[Path] = []
+def process_cgroups(pid: int) -> dict[str, Path]:
+    """Controller -> cgroup directory of a process, read from /proc/<pid>/cgroup (cheaper than
+    asking LXC's monitor for each value; the host sees the container's full paths)."""
+    mounts = {
+        option: mountpoint
+        for mountpoint, kind, options in _mounts()
+        if kind == "cgroup"
+        for option in options
+    }
+    found: dict[str, Path] = {}
     with contextlib.suppress(OSError):
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
             _, controllers, path = line.split(":", 2)
-            parts = [p for p in path.split("/") if p and not p.startswith("lxc.")]
-            wanted = set(controllers.split(",")) if controllers else set()
-            for mountpoint, kind, options in mounts:
-                if (not wanted and kind == "cgroup2") or (wanted and wanted <= options):
-                    found.append(mountpoint.joinpath(*parts, "cgroup.procs"))
-                    break
+            for controller in controllers.split(","):
+                if controller in mounts:
+                    found[controller] = mounts[controller].joinpath(path.lstrip("/"))
     return found
 
 
-def return_home(procs_files: list[Path]) -> None:
-    """Move this process (all its threads) back into its own cgroups."""
-    pid = str(os.getpid())
-    for procs in procs_files:
-        with contextlib.suppress(OSError):
-            procs.write_text(pid)
+def read_number(path: Path) -> int:
+    """The first number of a cgroup file (0 when it is missing or empty)."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def lxc_start(lxcpath: Path, name: str, timeout: float = 120) -> bool:
+    """Start a defined container with ``lxc-start`` (it daemonizes once the container runs);
+    whether it started (LXC's own log says why not)."""
+    try:
+        done = subprocess.run(
+            ["lxc-start", "-n", name, "-P", str(lxcpath)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def _rmdir_tree(path: Path) -> None:
