@@ -107,6 +107,9 @@ class LxcDriver(InstanceDriver):
     async def list(self) -> list[str]:
         return await self._run("", "listing", self._list, lock=False)
 
+    async def status(self, name: str) -> Status:
+        return await self._run(name, "reading the status of", self._status_of, name, lock=False)
+
     async def statuses(self) -> dict[str, Status]:
         return await self._run("", "listing the states of", self._statuses, lock=False)
 
@@ -269,6 +272,9 @@ class LxcDriver(InstanceDriver):
             raise Conflict(f"instance {name} is not running")
         if not container.unfreeze():
             raise self._fail(name, "thawing")
+
+    def _status_of(self, name: str) -> Status:
+        return self._status(self._container(name))
 
     def _statuses(self) -> dict[str, Status]:
         # One pass over the lxcpath: only active containers are asked for their state.

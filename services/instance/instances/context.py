@@ -57,6 +57,8 @@ class Instances:
     node: str
     names: NameRegistry = field(init=False)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    #: Host name -> rootfs path of the volumes this process mounted (paths never change).
+    _rootfs: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.names = NameRegistry(self.catalog.store, INSTANCE)
@@ -120,6 +122,13 @@ class Instances:
         """Host name -> status of this node's running or frozen instances."""
         return await self.driver.statuses()
 
+    async def live_status(self, state: InstanceState) -> Status:
+        """The host's status of one instance of this node (stopped if the host lacks it)."""
+        try:
+            return await self.driver.status(state.host_name)
+        except NotFound:
+            return Status.STOPPED
+
     def status_of(self, state: InstanceState, live: dict[str, Status] | None) -> str:
         """Live from the host for this node's instances; the log's last word for others."""
         if live is None or state.node != self.node:
@@ -171,7 +180,9 @@ class Instances:
         )
 
     async def mount(self, state: InstanceState) -> MountedVolume:
-        return await self.peers.mount_volume(state.pool, state.host_name)
+        mounted = await self.peers.mount_volume(state.pool, state.host_name)
+        self._rootfs[state.host_name] = mounted.path
+        return mounted
 
     def state_dir(self, state: InstanceState) -> Path:
         return self.state_root / state.host_name
@@ -179,10 +190,15 @@ class Instances:
     async def host(self, meta: RequestMeta, name: str) -> HostInstance:
         """The :class:`HostInstance` of an instance of this node, its volume mounted."""
         await self.fresh()
-        state = self.get(meta, name)
+        return await self.host_of(self.get(meta, name))
+
+    async def host_of(self, state: InstanceState, mount: bool = True) -> HostInstance:
+        """Like :meth:`host` for a state in hand; a running instance's volume is mounted, so
+        ``mount=False`` skips asking storage when this process mounted it before."""
         if state.node != self.node:
-            raise BadRequest(f"Instance {name} lives on node {state.node}, not {self.node}")
-        mounted = await self.mount(state)
+            raise BadRequest(f"Instance {state.name} lives on node {state.node}, not {self.node}")
+        known = self._rootfs.get(state.host_name)
+        rootfs = Path(known) if known and not mount else Path((await self.mount(state)).path)
         expanded = self.expanded(state)
         directory = self.state_dir(state)
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
@@ -191,7 +207,7 @@ class Instances:
             name=state.name,
             project=self.project_name(state),
             host_name=state.host_name,
-            rootfs=Path(mounted.path),
+            rootfs=rootfs,
             idmap=self.idmap(expanded),
             driver=self.driver,
             state_dir=directory,

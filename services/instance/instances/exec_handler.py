@@ -33,19 +33,26 @@ class ExecHandler:
 
     async def exec(self, body: wire.ExecStart, meta: RequestMeta) -> tuple[Any, int]:
         i = self.i
-        host = await i.host(meta, body.name)
-        status = (await i.live_statuses()).get(host.host_name, Status.STOPPED)
+        await i.fresh()
+        state = i.get(meta, body.name)
+        status = await i.live_status(state)
         # Attaching to a frozen container hangs until it is thawed: refuse, as LXD does.
         if status is Status.STOPPED:
             raise BadRequest("Instance is not running")
         if status is Status.FROZEN:
             raise BadRequest("Instance is frozen")
+        host = await i.host_of(state, mount=False)
         operation_id = str(uuid.uuid4())
         session = ExecSession(self.nc, host, body, operation_id)
         await session.prepare()
-        await i.record(host, events.INSTANCE_EXEC, {"command": body.command}, meta)
 
         async def work(op: RunningOperation) -> dict[str, Any] | None:
+            # Recorded while the client connects its websockets: off the reply's path.
+            try:
+                await i.record(host, events.INSTANCE_EXEC, {"command": body.command}, meta)
+            except BaseException:
+                await session.close()
+                raise
             return await session.run(op)
 
         try:

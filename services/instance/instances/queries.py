@@ -80,7 +80,7 @@ class InstanceQueries:
         i = self.i
         seq = await i.fresh()
         state = i.get(meta, body.name)
-        live = await self._live([state])
+        live = await self._live_one(state)
         result = wire.InstanceResult(
             object=i.view(state, i.status_of(state, live)), etag=state.etag, node=state.node
         )
@@ -90,7 +90,7 @@ class InstanceQueries:
         i = self.i
         seq = await i.fresh()
         state = i.get(meta, body.name)
-        live = await self._live([state])
+        live = await self._live_one(state)
         return await self._state_of(state, i.status_of(state, live)), seq
 
     async def _live(self, found: list[InstanceState]) -> dict[str, Status] | None:
@@ -98,6 +98,11 @@ class InstanceQueries:
         if any(s.node == self.i.node for s in found):
             return await self.i.live_statuses()
         return None
+
+    async def _live_one(self, state: InstanceState) -> dict[str, Status] | None:
+        if state.node != self.i.node:
+            return None
+        return {state.host_name: await self.i.live_status(state)}
 
     async def _state_of(self, state: InstanceState, status: str) -> dict[str, Any]:
         if status == "Stopped" or state.node != self.i.node:
