@@ -31,7 +31,7 @@ from services.storage.pools import aggregate as agg
 from services.storage.pools.host import HostPools
 from services.storage.pools.projection import PoolProjection
 from services.storage.pools.state import POOL, PoolState, pool_dict
-from services.storage.pools.volumes import user_url
+from services.storage.pools.volumes import shown
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,13 @@ class Pools:
         return state
 
     async def used_by(self, state: PoolState) -> list[str]:
-        """Profiles whose disks use the pool, then the images and instances on it."""
+        """Profiles whose disks use the pool, then the images and instances on it (by their
+        current names; a leftover volume no instance owns by its host name)."""
         found = self.projection.profiles_using(state.name)
         if self.host.unavailable(state):  # nothing more can be known
             return found
         for volume in await self.host.volumes(state):
-            found.append(user_url(volume.type, volume.name))
+            found.append(shown(self.projection, state, volume).used_by)
         return found
 
     async def view(self, state: PoolState) -> dict[str, Any]:
