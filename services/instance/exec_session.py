@@ -30,30 +30,30 @@ and ``2`` (interactive: ``0``); ``control`` may come at any time, as in LXD (pyl
 it). Without it, the command starts at once, stdin is /dev/null and output goes to
 ``exec_<operation>.stdout`` / ``.stderr`` in ``host.state_dir`` with record-output (served by
 the logs handler), or nowhere.
+
+The pieces: :mod:`~services.instance.exec_env` (the environment LXD gives a command),
+:mod:`~services.instance.exec_fds` (non-blocking fds on the loop),
+:mod:`~services.instance.exec_pty` (the terminal of an interactive exec) and
+:mod:`~services.instance.exec_streams` (the NATS side).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import secrets
 import signal
-import struct
-import termios
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from schemas import codec, subjects
-from schemas.bytestream import StreamReceiver, send_stream
+from schemas import subjects
+from schemas.bytestream import StreamReceiver
 from schemas.errors import BadRequest, Conflict, Unavailable, WarrenError
 from schemas.exec_io import STDIN_IDLE_TIMEOUT, Attach, Control, fds_for
 from schemas.instances import ExecStart
@@ -61,151 +61,40 @@ from schemas.messages import Reply
 from services.common.endpoints import validation_message
 from services.instance.drivers.base import ExecProcess
 from services.instance.drivers.spec import ExecRequest
+from services.instance.exec_env import (
+    DEFAULT_PATH,
+    command_request,
+    exec_environment,
+    log_name,
+    passwd_entry,
+)
+from services.instance.exec_fds import window_bytes
+from services.instance.exec_pty import open_pty, own_terminal, resize
+from services.instance.exec_streams import (
+    end_streams,
+    message_body,
+    relay_stdin,
+    respond,
+    send_output,
+)
 from services.instance.instances.host import HostInstance
-from services.instance.rootfs_files import RootFS, to_host_id
+
+# What the callers import from here (the pieces live in the modules named above).
+__all__ = [
+    "DEFAULT_PATH",
+    "ExecSession",
+    "exec_environment",
+    "log_name",
+    "passwd_entry",
+    "window_bytes",
+]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#: One read of an output fd (a frame carries at most this much).
-READ_SIZE = 64 * 1024
 #: How long the gateway has to attach the fds before the operation fails.
 ATTACH_TIMEOUT = 60.0
-#: Once the command has ended, how long its output may stay quiet before the stream ends
-#: (a background child still holding the pipe or pty must not keep the client waiting).
-EXIT_GRACE = 0.2
-#: A gateway that does not take an output chunk within this long is given up on.
-OUTPUT_CHUNK_TIMEOUT = 300.0
-OUTPUT_FINAL_TIMEOUT = 30.0
 #: After a cancel kills the command: how long its output streams get to end.
 CANCEL_DRAIN = 2.0
-
-
-def exec_environment(
-    config: dict[str, str], environment: dict[str, str], uid: int
-) -> dict[str, str]:
-    """LXD's exec environment: ``environment.*`` of the instance, overridden by the request's,
-    then LXD's defaults for what is still unset (PATH, LANG; HOME and USER for root)."""
-    env = {
-        key.removeprefix("environment."): value
-        for key, value in config.items()
-        if key.startswith("environment.")
-    }
-    env.update(environment)
-    env.setdefault("PATH", DEFAULT_PATH)
-    if uid == 0:
-        env.setdefault("HOME", "/root")
-        env.setdefault("USER", "root")
-    env.setdefault("LANG", "C.UTF-8")
-    return env
-
-
-def passwd_entry(passwd: str, uid: int) -> tuple[str, str] | None:
-    """``(name, home)`` of ``uid`` in an /etc/passwd text."""
-    for line in passwd.splitlines():
-        fields = line.split(":")
-        if len(fields) >= 6 and fields[2].strip() == str(uid):
-            return fields[0], fields[5]
-    return None
-
-
-def log_name(operation_id: str, fd: str) -> str:
-    """The record-output file of an exec's stdout (``"1"``) or stderr (``"2"``)."""
-    return f"exec_{operation_id}.{'stdout' if fd == '1' else 'stderr'}"
-
-
-def window_bytes(width: int, height: int) -> bytes:
-    """A ``struct winsize`` for TIOCSWINSZ (sizes clamped to what it holds)."""
-
-    def clamp(value: int) -> int:
-        return min(max(value, 0), 0xFFFF)
-
-    return struct.pack("HHHH", clamp(height), clamp(width), 0, 0)
-
-
-def _message_body(model: type[BaseModel], data: bytes) -> Any:
-    """A request's body: a :class:`~schemas.messages.Request` envelope or the bare model."""
-    raw = codec.unpack(data)
-    if isinstance(raw, dict) and isinstance(raw.get("body"), dict) and "meta" in raw:
-        raw = raw["body"]
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc)) from exc
-
-
-async def _respond(msg: Msg, reply: Reply) -> None:
-    if msg.reply:
-        with contextlib.suppress(Exception):
-            await msg.respond(codec.encode(reply))
-
-
-async def _wait_fd(
-    loop: asyncio.AbstractEventLoop,
-    fd: int,
-    *others: asyncio.Future[Any],
-    write: bool = False,
-    timeout: float | None = None,
-) -> bool:
-    """Wait until ``fd`` is readable (or writable), one of ``others`` is done, or the timeout
-    passes; True when the fd is ready."""
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    if write:
-        loop.add_writer(fd, wake)
-    else:
-        loop.add_reader(fd, wake)
-    try:
-        await asyncio.wait({ready, *others}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        return ready.done()
-    finally:
-        if write:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
-        ready.cancel()
-
-
-async def read_output(
-    fd: int, exited: asyncio.Future[Any], size: int = READ_SIZE
-) -> AsyncIterator[bytes]:
-    """Chunks of a non-blocking output fd until EOF (a pty: EIO once no secondary end is left)
-    or, once ``exited`` is done, until it has been quiet for EXIT_GRACE."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            data = os.read(fd, size)
-        except BlockingIOError:
-            if exited.done():
-                if not await _wait_fd(loop, fd, timeout=EXIT_GRACE):
-                    return
-            else:
-                await _wait_fd(loop, fd, exited)
-            continue
-        except OSError as exc:
-            if exc.errno == errno.EIO:
-                return
-            raise
-        if not data:
-            return
-        yield data
-
-
-async def write_all(fd: int, data: bytes) -> None:
-    """Write everything to a non-blocking fd, waiting while it is full."""
-    loop = asyncio.get_running_loop()
-    view = memoryview(data)
-    while view:
-        try:
-            count = os.write(fd, view)
-        except BlockingIOError:
-            await _wait_fd(loop, fd, write=True)
-            continue
-        view = view[count:]
 
 
 class ExecSession:
@@ -342,32 +231,7 @@ class ExecSession:
     # -- running ---------------------------------------------------------------------------
 
     async def _exec_request(self, **fds: int | None) -> ExecRequest:
-        env = dict(self.environment)
-        uid = self.request.user
-        if uid != 0 and ("HOME" not in env or "USER" not in env):
-            entry = await self._passwd_entry(uid)
-            if entry is not None:
-                env.setdefault("USER", entry[0])
-                env.setdefault("HOME", entry[1])
-        cwd = self.request.cwd or env.get("HOME") or "/"
-        try:
-            return ExecRequest(
-                command=self.request.command,
-                environment=env,
-                cwd=cwd,
-                uid=uid,
-                gid=self.request.group,
-                **fds,
-            )
-        except ValidationError as exc:
-            raise BadRequest(validation_message(exc)) from exc
-
-    async def _passwd_entry(self, uid: int) -> tuple[str, str] | None:
-        try:
-            text = await RootFS(self.host.rootfs, self.host.idmap).read_bytes("/etc/passwd")
-        except WarrenError:
-            return None
-        return passwd_entry(text.decode("utf-8", "replace"), uid)
+        return await command_request(self.host, self.request, self.environment, **fds)
 
     async def _spawn(self, request: ExecRequest) -> ExecProcess:
         try:
@@ -408,11 +272,11 @@ class ExecSession:
         outputs: dict[str, int] = {}
         try:
             if self.interactive:
-                main, secondary = (self._keep(fd) for fd in os.openpty())
+                main, secondary = (self._keep(fd) for fd in open_pty())
                 self._pty = main
-                self._own_terminal(secondary)
+                own_terminal(secondary, self.request.user, self.request.group, self.host.idmap)
                 if self._window is not None:
-                    self._resize(*self._window)
+                    resize(main, *self._window)
                 os.set_blocking(main, False)
                 request = await self._exec_request(
                     stdin=secondary, stdout=secondary, stderr=secondary
@@ -455,45 +319,16 @@ class ExecSession:
         return {"return": code}
 
     async def _send_output(self, name: str, fd: int, exited: asyncio.Future[Any]) -> None:
-        subject = subjects.exec_io(self.operation_id, name)
         try:
-            await send_stream(
-                self.nc,
-                subject,
-                read_output(fd, exited),
-                chunk_timeout=OUTPUT_CHUNK_TIMEOUT,
-                final_timeout=OUTPUT_FINAL_TIMEOUT,
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # The gateway went away: keep draining so the command is not blocked on a full
-            # pipe, and let it run to its end (as if its output went nowhere).
-            log.info("exec %s: output %s ended early: %s", self.operation_id, name, exc)
-            with contextlib.suppress(OSError):
-                async for _ in read_output(fd, exited):
-                    pass
+            await send_output(self.nc, self.operation_id, name, fd, exited)
         finally:
             if fd != self._pty:
                 self._close_fd(fd)
 
     async def _relay_stdin(self, fd: int) -> None:
-        receiver = self._stdin
-        if receiver is None:
+        if self._stdin is None:
             return
-        broken = False
-        try:
-            async for chunk in receiver:
-                if broken:
-                    continue  # the command stopped reading: what comes is dropped
-                try:
-                    await write_all(fd, chunk)
-                except OSError:
-                    broken = True
-        except WarrenError as exc:  # the client went away (aborted) or went silent
-            log.debug("exec %s: stdin ended: %s", self.operation_id, exc)
-        else:
-            await receiver.finish(Reply())
+        await relay_stdin(self._stdin, fd, self.operation_id)
         if self.interactive:
             # The terminal's user is gone: hang up, as closing a terminal does.
             self._signal(signal.SIGHUP)
@@ -504,7 +339,7 @@ class ExecSession:
 
     async def _on_attach(self, msg: Msg) -> None:
         try:
-            attach = _message_body(Attach, msg.data)
+            attach = message_body(Attach, msg.data)
             if attach.fd not in self.secrets:
                 raise BadRequest(f"exec {self.operation_id} has no fd {attach.fd!r}")
             if attach.fd in self._attached:
@@ -517,17 +352,17 @@ class ExecSession:
             reply = Reply.failure(exc)
         except Exception as exc:
             reply = Reply.failure(BadRequest(f"malformed attach request: {exc}"))
-        await _respond(msg, reply)
+        await respond(msg, reply)
 
     async def _on_control(self, msg: Msg) -> None:
         try:
-            control = _message_body(Control, msg.data)
+            control = message_body(Control, msg.data)
             window = control.window()
             if window is not None:
                 if window[0] > 0 and window[1] > 0:
                     self._window = window
                     if self._pty is not None:
-                        self._resize(*window)
+                        resize(self._pty, *window)
             elif control.command == "signal":
                 if not 0 < control.signal < signal.NSIG:
                     raise BadRequest(f"invalid signal {control.signal}")
@@ -537,44 +372,17 @@ class ExecSession:
             reply = Reply.failure(exc)
         except Exception as exc:
             reply = Reply.failure(BadRequest(f"malformed control request: {exc}"))
-        await _respond(msg, reply)
-
-    def _resize(self, width: int, height: int) -> None:
-        # The kernel sends SIGWINCH to the terminal's foreground process group.
-        if self._pty is not None:
-            with contextlib.suppress(OSError):
-                fcntl.ioctl(self._pty, termios.TIOCSWINSZ, window_bytes(width, height))
+        await respond(msg, reply)
 
     def _signal(self, signum: int) -> None:
         if self._process is not None and self._waiter is not None and not self._waiter.done():
             self._process.signal(signum)
 
-    def _own_terminal(self, secondary: int) -> None:
-        # Owned by the command's user as the container sees it (LXD gives it to root), not
-        # by an id the container shows as nobody.
-        try:
-            uid = to_host_id(self.request.user, self.host.idmap)
-            gid = to_host_id(self.request.group, self.host.idmap)
-            os.fchown(secondary, uid, gid)
-        except (WarrenError, OSError) as exc:
-            log.debug("exec %s: terminal left to host root: %s", self.operation_id, exc)
-
     # -- helpers ---------------------------------------------------------------------------
 
     async def _end_streams(self) -> None:
         """End the output streams at once (nothing will come): the client must not hang."""
-        names = ("1",) if self.interactive else ("1", "2")
-
-        async def end(name: str) -> None:
-            with contextlib.suppress(Exception):
-                await send_stream(
-                    self.nc,
-                    subjects.exec_io(self.operation_id, name),
-                    _nothing(),
-                    final_timeout=OUTPUT_FINAL_TIMEOUT,
-                )
-
-        await asyncio.gather(*(end(name) for name in names))
+        await end_streams(self.nc, self.operation_id, ("1",) if self.interactive else ("1", "2"))
 
     async def _kill(self) -> None:
         waiter = self._waiter
@@ -600,8 +408,3 @@ class ExecSession:
             self._fds.discard(fd)
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-async def _nothing() -> AsyncIterator[bytes]:
-    return
-    yield b""  # pragma: no cover - makes this an async generator
