@@ -53,7 +53,10 @@ class VolumeQuery(BaseModel):
 # - ``instance-volume-mount`` (:class:`InstanceVolumeRef`): mounted (idempotent); reply
 #   :class:`MountedVolume`;
 # - ``instance-volume-unmount`` / ``instance-volume-delete`` (:class:`InstanceVolumeRef`):
-#   ``None``; both idempotent (deleting a volume that is not there is not an error).
+#   ``None``; both idempotent (deleting a volume that is not there is not an error);
+# - ``instance-volume-list`` (:class:`InstanceVolumeList`): the host names of the pool's
+#   instance volumes, sorted (what the instance service reconciles against; the LXD listing
+#   shows instance names instead).
 
 
 class VolumeIdMap(BaseModel):
@@ -80,6 +83,10 @@ class InstanceVolumeCreate(BaseModel):
     fingerprint: str
     #: None: privileged (the clone is not shifted).
     idmap: VolumeIdMap | None = None
+
+
+class InstanceVolumeList(BaseModel):
+    pool: str
 
 
 class InstanceVolumeRef(BaseModel):

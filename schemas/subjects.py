@@ -162,6 +162,7 @@ STORAGE_INSTANCE_VOLUME_CREATE = "instance-volume-create"
 STORAGE_INSTANCE_VOLUME_MOUNT = "instance-volume-mount"
 STORAGE_INSTANCE_VOLUME_UNMOUNT = "instance-volume-unmount"
 STORAGE_INSTANCE_VOLUME_DELETE = "instance-volume-delete"
+STORAGE_INSTANCE_VOLUME_LIST = "instance-volume-list"
 
 
 def storage(verb: str, node: str) -> str:

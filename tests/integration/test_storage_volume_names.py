@@ -147,9 +147,12 @@ async def test_volumes_follow_their_instances_create_rename_and_delete(node):
     used = await node.used_by()
     assert "/1.0/instances/c1" in used and f"/1.0/instances/{leftover}" in used
     assert f"/1.0/images/{FINGERPRINT}" in used
-    # The names-only listing keeps host names: the instance service's reconcile reads it.
+    # The names-only listing shows LXD names too; the instance service's own query gives
+    # the host names it reconciles against.
     names = await node.call(subjects.STORAGE_VOLUME_LIST, pool="default", type="container")
-    assert sorted(names) == sorted([f"container/{c1.host_name}", f"container/{leftover}"])
+    assert sorted(names) == sorted(["container/c1", f"container/{leftover}"])
+    hosts = await node.call(subjects.STORAGE_INSTANCE_VOLUME_LIST, pool="default")
+    assert hosts == sorted([c1.host_name, leftover])
 
     renamed = inst.decide(c1, inst.Rename("default", "web1"))
     await node.record(renamed)

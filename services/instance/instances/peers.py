@@ -87,8 +87,6 @@ class Peers:
         return list(await self.bus.request(subject, ListQuery().model_dump(), RequestMeta()))
 
     async def instance_volumes(self, pool: str) -> list[str]:
-        """Names of the pool's instance volumes (host names)."""
-        query = storage_wire.VolumeQuery(pool=pool, type="container")
-        subject = subjects.storage(subjects.STORAGE_VOLUME_LIST, self.node)
-        found = await self.bus.request(subject, query.model_dump(), RequestMeta())
-        return [str(item).split("/", 1)[1] for item in found]
+        """Host names of the pool's instance volumes."""
+        query = storage_wire.InstanceVolumeList(pool=pool)
+        return list(await self._storage(subjects.STORAGE_INSTANCE_VOLUME_LIST, query))

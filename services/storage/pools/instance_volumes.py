@@ -53,6 +53,7 @@ class InstanceVolumeHandlers:
             (subjects.STORAGE_INSTANCE_VOLUME_MOUNT, wire.InstanceVolumeRef, self.mount),
             (subjects.STORAGE_INSTANCE_VOLUME_UNMOUNT, wire.InstanceVolumeRef, self.unmount),
             (subjects.STORAGE_INSTANCE_VOLUME_DELETE, wire.InstanceVolumeRef, self.delete),
+            (subjects.STORAGE_INSTANCE_VOLUME_LIST, wire.InstanceVolumeList, self.host_names),
         ):
             group.add(subjects.storage(verb, node), model, handler, concurrent=True)
 
@@ -101,6 +102,13 @@ class InstanceVolumeHandlers:
         except NotFound:
             pass  # nothing to unmount
         return None, seq
+
+    async def host_names(
+        self, body: wire.InstanceVolumeList, meta: RequestMeta
+    ) -> tuple[Any, int]:
+        _, driver, seq = await self._pool(body.pool)
+        volumes = await driver.list_volumes()
+        return sorted(v.name for v in volumes if v.type == "container"), seq
 
     async def delete(self, body: wire.InstanceVolumeRef, meta: RequestMeta) -> tuple[Any, int]:
         check_volume_name(body.name)

@@ -8,10 +8,8 @@ fixed at creation). LXD clients see it under the instance's current name and pro
 the pools projection folds from the instance and project events; a volume no instance of the
 log owns (a leftover) keeps its host name.
 
-The names-only listing (``recursion`` 0) is the exception: it gives host names, because the
-instance service's start-up reconcile reads it to find its instances' volumes (and the
-orphans to remove) by host name, and the bus query has no field yet to tell its callers
-apart. A single volume is found by its LXD name or, for that listing's sake, its host name.
+The instance service reconciles against host names through its own query
+(``instance-volume-list``). A single volume is found by its LXD name or its host name.
 """
 
 from __future__ import annotations
@@ -121,10 +119,11 @@ class VolumeHandlers:
 
     async def list(self, body: wire.VolumeQuery, meta: RequestMeta) -> tuple[Any, int]:
         state, volumes, seq = await self._volumes(body)
-        if body.recursion == 0:  # host names: see the module docstring
-            return [f"{v.type}/{v.name}" for v in volumes], seq
         projection = self.p.projection
-        return [volume_dict(shown(projection, state, v, meta.project)) for v in volumes], seq
+        views = [volume_dict(shown(projection, state, v, meta.project)) for v in volumes]
+        if body.recursion == 0:
+            return [f"{v['type']}/{v['name']}" for v in views], seq
+        return views, seq
 
     async def get(self, body: wire.VolumeQuery, meta: RequestMeta) -> tuple[Any, int]:
         state, volumes, seq = await self._volumes(body)
