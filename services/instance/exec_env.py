@@ -48,6 +48,19 @@ def log_name(operation_id: str, fd: str) -> str:
     return f"exec_{operation_id}.{'stdout' if fd == '1' else 'stderr'}"
 
 
+def check_request(request: ExecStart, environment: dict[str, str]) -> None:
+    """BadRequest for a command, environment or ids the driver would refuse."""
+    try:
+        ExecRequest(
+            command=request.command,
+            environment=environment,
+            uid=request.user,
+            gid=request.group,
+        )
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from exc
+
+
 async def command_request(
     host: HostInstance, request: ExecStart, environment: dict[str, str], **fds: int | None
 ) -> ExecRequest:

@@ -50,7 +50,6 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from pydantic import ValidationError
 
 from schemas import subjects
 from schemas.bytestream import StreamReceiver
@@ -58,18 +57,18 @@ from schemas.errors import BadRequest, Conflict, Unavailable, WarrenError
 from schemas.exec_io import STDIN_IDLE_TIMEOUT, Attach, Control, fds_for
 from schemas.instances import ExecStart
 from schemas.messages import Reply
-from services.common.endpoints import validation_message
 from services.instance.drivers.base import ExecProcess
 from services.instance.drivers.spec import ExecRequest
 from services.instance.exec_env import (
     DEFAULT_PATH,
+    check_request,
     command_request,
     exec_environment,
     log_name,
     passwd_entry,
 )
 from services.instance.exec_fds import window_bytes
-from services.instance.exec_pty import open_pty, own_terminal, resize
+from services.instance.exec_pty import open_terminal, resize
 from services.instance.exec_streams import (
     end_streams,
     message_body,
@@ -120,16 +119,7 @@ class ExecSession:
             else {}
         )
         self.environment = exec_environment(host.config, request.environment, request.user)
-        try:
-            # Validated now, so a bad request is refused before any operation exists.
-            ExecRequest(
-                command=request.command,
-                environment=self.environment,
-                uid=request.user,
-                gid=request.group,
-            )
-        except ValidationError as exc:
-            raise BadRequest(validation_message(exc)) from exc
+        check_request(request, self.environment)  # before any operation exists
         self._window = (
             (request.width, request.height) if request.width > 0 and request.height > 0 else None
         )
@@ -272,9 +262,9 @@ class ExecSession:
         outputs: dict[str, int] = {}
         try:
             if self.interactive:
-                main, secondary = (self._keep(fd) for fd in open_pty())
+                pty = await open_terminal(self.host)
+                main, secondary = self._keep(pty.main), self._keep(pty.secondary)
                 self._pty = main
-                own_terminal(secondary, self.request.user, self.request.group, self.host.idmap)
                 if self._window is not None:
                     resize(main, *self._window)
                 os.set_blocking(main, False)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import logging
 import os
+import re
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -23,7 +25,7 @@ from test_instance_host_support import (
     HANG_GUARD,
     MODES,
     BusyboxHosts,
-    ExecGateway,
+    Exec,
     busybox_hosts,
 )
 
@@ -32,7 +34,7 @@ from schemas.client import Bus
 from schemas.errors import BadRequest, Conflict
 from schemas.instances import ExecStart
 from services.common.eventstore import EventStore
-from services.common.operations import OperationRecorder, RunningOperation
+from services.common.operations import OperationRecorder
 from services.instance.exec_session import DEFAULT_PATH, ExecSession
 from services.instance.instances.host import HostInstance
 
@@ -72,49 +74,6 @@ async def hosts() -> AsyncIterator[BusyboxHosts]:
 @pytest.fixture
 async def host(hosts: BusyboxHosts) -> HostInstance:
     return await hosts.make("idmapped")
-
-
-class Exec:
-    """One exec as the lead's handler runs it: session, operation, and our gateway."""
-
-    def __init__(self, node: Bus, gateway: Bus, recorder: OperationRecorder) -> None:
-        self.node = node
-        self.gateway_bus = gateway
-        self.recorder = recorder
-
-    async def start(
-        self, host: HostInstance, command: list[str], **fields: Any
-    ) -> tuple[ExecSession, RunningOperation, ExecGateway]:
-        op_id = str(uuid.uuid4())
-        request = ExecStart(name=host.name, command=command, **fields)
-        session = ExecSession(self.node.nc, host, request, op_id)
-        await session.prepare()
-        op = await self.recorder.start(
-            session.run,
-            description="Executing command",
-            op_class=session.op_class,  # type: ignore[arg-type]
-            metadata=session.metadata(),
-            operation_id=op_id,
-        )
-        gateway = ExecGateway(self.gateway_bus, op_id, request.interactive)
-        gateway.finished = op.finished
-        return session, op, gateway
-
-    async def run(
-        self, host: HostInstance, command: list[str], stdin: bytes | None = None, **fields: Any
-    ) -> tuple[dict[str, Any], ExecGateway]:
-        fields.setdefault("wait-for-websocket", True)
-        _, op, gateway = await self.start(host, command, **fields)
-        try:
-            await gateway.attach()
-            if stdin is not None:
-                gateway.type(stdin)
-            gateway.close_stdin()
-            final = await asyncio.wait_for(op.wait(), HANG_GUARD)
-            await gateway.wait_ended()
-        finally:
-            await gateway.close()
-        return final, gateway
 
 
 @pytest.fixture
@@ -219,6 +178,64 @@ async def test_interactive_shell_on_a_terminal(execs: Exec, host: HostInstance):
         await gateway.close()
     assert final["metadata"]["return"] == 7
     assert gateway.ended_before == {"1": True}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_terminal_is_a_pty_of_the_container(
+    execs: Exec, hosts: BusyboxHosts, mode: str, caplog: pytest.LogCaptureFixture
+):
+    host = await hosts.make(mode)
+    keys = b"tty; test -t 0 && echo yes-$((1+1)); ls -ln $(tty); exit 3\n"
+    with caplog.at_level(logging.WARNING, logger="services.instance.exec_pty"):
+        final, text = await execs.on_terminal(host, keys)
+    assert final["metadata"]["return"] == 3, text
+    # ttyname() works: the pty is one of the container's own /dev/pts (not the host's).
+    found = re.search(r"^(/dev/pts/\d+)\r?$", text, re.M)
+    assert found is not None and "not a tty" not in text, text
+    assert "yes-2" in text
+    # Root's, in the tty group devpts gives it (LXC mounts it gid=5), as the container sees
+    # them, not ids it shows as nobody (Warren gives it to the container's root; LXC's attach
+    # then to the command's user, mode 0700).
+    listing = next(line for line in text.splitlines() if line.startswith("c"))
+    assert listing.split()[2:4] == ["0", "5"] and listing.endswith(found[1]), text
+    assert not caplog.records
+
+    # Another user's command too; LXC's attach then gives the terminal to that user (as LXD's
+    # attach does), keeping its group.
+    final, text = await execs.on_terminal(
+        host, b"tty; ls -ln $(tty); exit 0\n", user=1000, group=1000
+    )
+    assert re.search(r"^/dev/pts/\d+\r?$", text, re.M), text
+    listing = next(line for line in text.splitlines() if line.startswith("c"))
+    assert listing.split()[2:4] == ["1000", "5"], text
+
+
+async def test_a_devpts_that_is_not_one_falls_back_to_the_hosts_pty(
+    execs: Exec, hosts: BusyboxHosts, caplog: pytest.LogCaptureFixture
+):
+    # The container owns its /dev: a privileged one can put anything there. The host opens
+    # nothing that is not the devpts' own ptmx; the command still gets a (host) terminal.
+    host = await hosts.make("privileged")
+    tricks = [
+        "mount --bind /dev/null /dev/pts/ptmx",  # a device that is not ptmx
+        # /dev/pts a symlink (to a real devpts elsewhere): not followed.
+        "umount /dev/pts/ptmx && umount -l /dev/pts && rmdir /dev/pts && mkdir /dev/other"
+        " && mount -t devpts -o newinstance,ptmxmode=666 devpts /dev/other"
+        " && ln -s /dev/other /dev/pts",
+    ]
+    for trick in tricks:
+        final, _ = await execs.run(host, ["sh", "-c", trick])
+        assert final["metadata"]["return"] == 0, trick
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="services.instance.exec_pty"):
+            final, text = await execs.on_terminal(
+                host,
+                b"test -t 0 && echo yes-$((1+1)); stty size; exit 4\n",
+                width=90,
+                height=20,
+            )
+        assert final["metadata"]["return"] == 4 and "yes-2" in text and "20 90" in text, text
+        assert any("using the host's" in r.getMessage() for r in caplog.records), trick
 
 
 async def test_control_signals_the_command(execs: Exec, host: HostInstance):

@@ -8,7 +8,8 @@
 - ``idmapped``: a plain directory shown shifted through an idmapped bind mount (what the dir
   and btrfs pools hand out: ``rootfs_shift = "idmapped-mount"``), so on disk files stay 0..
 
-``ExecGateway`` plays the gateway's half of :mod:`schemas.exec_io` on a real nats-server.
+``ExecGateway`` plays the gateway's half of :mod:`schemas.exec_io` on a real nats-server;
+``Exec`` runs an ExecSession as a real operation with one of them.
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ from schemas import subjects
 from schemas.bytestream import StreamReceiver, send_stream
 from schemas.client import Bus
 from schemas.exec_io import fds_for
+from schemas.instances import ExecStart
 from schemas.messages import Reply
 from schemas.storage import VolumeIdMap
+from services.common.operations import OperationRecorder, RunningOperation
 from services.instance.drivers import LxcDriver
 from services.instance.drivers.spec import IdMap, InstanceSpec, host_name_for
+from services.instance.exec_session import ExecSession
 from services.instance.instances.host import HostInstance
 from services.storage import mounts
 from services.storage.idmap import IdMap as MountIdMap
@@ -257,3 +261,62 @@ class ExecGateway:
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await task
+
+
+class Exec:
+    """One exec as the lead's handler runs it: session, operation, and our gateway."""
+
+    def __init__(self, node: Bus, gateway: Bus, recorder: OperationRecorder) -> None:
+        self.node = node
+        self.gateway_bus = gateway
+        self.recorder = recorder
+
+    async def start(
+        self, host: HostInstance, command: list[str], **fields: Any
+    ) -> tuple[ExecSession, RunningOperation, ExecGateway]:
+        op_id = str(uuid.uuid4())
+        request = ExecStart(name=host.name, command=command, **fields)
+        session = ExecSession(self.node.nc, host, request, op_id)
+        await session.prepare()
+        op = await self.recorder.start(
+            session.run,
+            description="Executing command",
+            op_class=session.op_class,  # type: ignore[arg-type]
+            metadata=session.metadata(),
+            operation_id=op_id,
+        )
+        gateway = ExecGateway(self.gateway_bus, op_id, request.interactive)
+        gateway.finished = op.finished
+        return session, op, gateway
+
+    async def run(
+        self, host: HostInstance, command: list[str], stdin: bytes | None = None, **fields: Any
+    ) -> tuple[dict[str, Any], ExecGateway]:
+        fields.setdefault("wait-for-websocket", True)
+        _, op, gateway = await self.start(host, command, **fields)
+        try:
+            await gateway.attach()
+            if stdin is not None:
+                gateway.type(stdin)
+            gateway.close_stdin()
+            final = await asyncio.wait_for(op.wait(), HANG_GUARD)
+            await gateway.wait_ended()
+        finally:
+            await gateway.close()
+        return final, gateway
+
+    async def on_terminal(
+        self, host: HostInstance, keys: bytes, **fields: Any
+    ) -> tuple[dict[str, Any], str]:
+        """Type ``keys`` (ending with an exit) into an interactive sh; its outcome and output."""
+        _, op, gateway = await self.start(
+            host, ["sh"], interactive=True, **{"wait-for-websocket": True}, **fields
+        )
+        try:
+            await gateway.attach()
+            gateway.type(keys)
+            final = await asyncio.wait_for(op.wait(), HANG_GUARD)
+            await gateway.wait_ended()
+        finally:
+            await gateway.close()
+        return final, gateway.text("1")
