@@ -7,7 +7,6 @@ request's correlation id), so every gateway replica can serve it.
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
@@ -26,6 +25,7 @@ from schemas.catalog import (
     UpdateProject,
 )
 from schemas.lxd.catalog import RenamePost
+from schemas.lxd.units import parse_size
 
 EXTENSIONS: tuple[str, ...] = ("projects", "project_usage")
 
@@ -71,33 +71,12 @@ _RESOURCES = (
     "processes",
     "virtual-machines",
 )
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "kB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-    "PB": 10**15,
-    "EB": 10**18,
-    "KiB": 2**10,
-    "MiB": 2**20,
-    "GiB": 2**30,
-    "TiB": 2**40,
-    "PiB": 2**50,
-    "EiB": 2**60,
-}
-_SIZE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
-
-
 def parse_limit(value: str | None) -> int:
     """A ``limits.*`` value as a number (sizes in bytes); -1 when unset or unparsable."""
     if not value:
         return -1
-    match = _SIZE.match(value)
-    if match is None or match.group(2) not in _UNITS:
-        return -1
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    size = parse_size(value)
+    return -1 if size is None else size
 
 
 def project_state(project: dict[str, Any]) -> dict[str, Any]:

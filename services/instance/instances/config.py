@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from schemas.errors import BadRequest
+from schemas.lxd.units import parse_size
 from services.instance.catalog import keys, values
 from services.instance.catalog.devices import check_devices
 from services.instance.drivers.spec import Limits
@@ -15,23 +16,6 @@ from services.instance.drivers.spec import Limits
 _NAME_CHARS = re.compile(r"^[a-zA-Z0-9-]+$")
 #: Keys an instance may carry beyond a profile's (LXD keeps image.* and volatile.* on it).
 _INSTANCE_ONLY = ("image.", "volatile.")
-_SIZE = re.compile(r"^([0-9]+)(B|kB|MB|GB|TB|PB|EB|KiB|MiB|GiB|TiB|PiB|EiB)?$")
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "kB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-    "PB": 10**15,
-    "EB": 10**18,
-    "KiB": 2**10,
-    "MiB": 2**20,
-    "GiB": 2**30,
-    "TiB": 2**40,
-    "PiB": 2**50,
-    "EiB": 2**60,
-}
 #: Physical memory, for ``limits.memory`` given as a percentage.
 _MEM_TOTAL_KEY = "MemTotal:"
 
@@ -75,10 +59,10 @@ def memory_bytes(value: str, total: int) -> int:
     """``limits.memory``: a size (``64MB``, ``1GiB``) or a percentage of ``total``."""
     if value.endswith("%"):
         return int(total * int(value[:-1]) / 100)
-    match = _SIZE.match(value)
-    if not match:
+    size = parse_size(value)
+    if size is None:
         raise BadRequest(f"Invalid value for limits.memory {value!r}")
-    return int(match.group(1)) * _UNITS[match.group(2) or ""]
+    return size
 
 
 def host_memory() -> int:
