@@ -33,6 +33,7 @@ from services.instance.instances.log_handlers import LogHandlers
 from services.instance.instances.orphans import RunningInstanceOperations, fail_orphans
 from services.instance.instances.peers import Peers
 from services.instance.instances.power import PowerHandlers
+from services.instance.instances.profile_sync import ProfileSync
 from services.instance.instances.queries import InstanceQueries
 from services.instance.instances.reconcile import reconcile
 
@@ -101,6 +102,7 @@ async def setup(runtime: ServiceRuntime) -> Catalog:
     target = await store.last_seq()
     catalog.reconcile_task = asyncio.create_task(_reconcile_when_caught_up(catalog, target))
     if is_node_agent():
+        runtime.add_reaction(ProfileSync(instances, commands))
         task = asyncio.create_task(
             _serve_node(runtime, instances, commands, power, node_group, running_ops, target)
         )

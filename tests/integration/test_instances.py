@@ -98,6 +98,23 @@ def test_limits_are_applied_at_start_and_live(stack: Stack) -> None:
     ok_op(stack, "DELETE", f"/1.0/instances/{name}")
 
 
+def test_a_profile_change_reaches_the_running_instances_using_it(stack: Stack) -> None:
+    profile, name = unique("limits"), unique("prof-user")
+    body = {"name": profile, "config": {"limits.memory": "64MB"}}
+    assert call(stack, "POST", "/1.0/profiles", body)[0] == 201
+    launch(stack, name, profiles=["default", profile])
+    memory = cgroup_of(init_pid(stack, name), "memory") / "memory.limit_in_bytes"
+    assert int(memory.read_text()) == 64_000_000
+    patch = {"config": {"limits.memory": "128MB"}}
+    assert call(stack, "PATCH", f"/1.0/profiles/{profile}", patch)[0] == 200
+    wait_for(lambda: int(memory.read_text()) == 128_000_000, 30, "the profile's new limit")
+    expanded = get(stack, f"/1.0/instances/{name}")["expanded_config"]
+    assert expanded["limits.memory"] == "128MB"
+    ok_op(stack, "PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True})
+    ok_op(stack, "DELETE", f"/1.0/instances/{name}")
+    assert call(stack, "DELETE", f"/1.0/profiles/{profile}")[0] == 200
+
+
 def test_unprivileged_by_default_privileged_on_request(stack: Stack) -> None:
     plain, root = unique("unpriv"), unique("priv")
     launch(stack, plain)

@@ -19,7 +19,7 @@ from schemas import instances as wire
 from schemas import subjects
 from schemas.catalog import OperationResult
 from schemas.envelope import utcnow
-from schemas.errors import BadRequest, Conflict, NotImplementedYet
+from schemas.errors import BadRequest, Conflict, NotImplementedYet, WarrenError
 from schemas.messages import RequestMeta
 from services.common.endpoints import EndpointGroup
 from services.common.operations import RunningOperation, lxd_time
@@ -290,8 +290,16 @@ class InstanceCommands:
         return await self._operation(work, "Deleting instance", body.name, meta)
 
     async def remove_from_host(self, state: InstanceState) -> None:
-        """Remove the driver's definition and the volume (what a crash left, too)."""
+        """Remove the driver's definition and the volume. The log says the instance is gone
+        already: a failure here is logged, and the next start's reconcile finishes it."""
         i = self.i
-        await i.driver.delete(state.host_name)
-        await i.peers.delete_volume(state.pool, state.host_name)
+        try:
+            await i.driver.delete(state.host_name)
+            await i.peers.delete_volume(state.pool, state.host_name)
+        except WarrenError as exc:
+            log.error(
+                "instance %s deleted; host cleanup left for the next start: %s",
+                state.name,
+                exc.message,
+            )
         await asyncio.to_thread(shutil.rmtree, i.state_dir(state), True)
