@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from schemas import events, subjects
 from schemas.envelope import Event, StoredEvent, utcnow
@@ -19,6 +20,17 @@ from services.common.eventstore import EventStore, WrongSequence
 NAME_AGGREGATE = "name"
 #: A claim whose owner never appeared is honoured this long (its creator may be mid-way).
 IN_FLIGHT = timedelta(seconds=30)
+
+
+def event_meta(cmd: Any) -> dict[str, str | None]:
+    """The identity fields of a command's metadata (requestor, correlation and causation ids,
+    node) as claims and releases copy them onto their events."""
+    return {
+        "requestor": cmd.requestor,
+        "correlation_id": cmd.correlation_id,
+        "causation_id": cmd.causation_id,
+        "node": cmd.node,
+    }
 
 
 def name_key(kind: str, scope: str, name: str) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from schemas.errors import Conflict, NotFound
 from schemas.messages import RequestMeta
 from services.common.eventstore import EventStore
-from services.common.names import NameRegistry
+from services.common.names import NameRegistry, event_meta
 from services.common.operations import OperationRecorder
 from services.common.projection import ProjectionRunner
 from services.instance.catalog.meta import PROFILE, PROJECT, CommandMeta
@@ -54,7 +54,7 @@ class Catalog:
     ) -> None:
         try:
             await self.profile_names.claim(
-                project_id, name, owner, self.projection.profile_has_name, _meta(cmd)
+                project_id, name, owner, self.projection.profile_has_name, event_meta(cmd)
             )
         except Conflict as exc:
             raise Conflict(message) from exc
@@ -62,26 +62,17 @@ class Catalog:
     async def release_profile_name(
         self, project_id: str, name: str, owner: str, cmd: CommandMeta
     ) -> None:
-        await self.profile_names.release(project_id, name, owner, _meta(cmd))
+        await self.profile_names.release(project_id, name, owner, event_meta(cmd))
 
     async def claim_project_name(
         self, name: str, owner: str, cmd: CommandMeta, message: str
     ) -> None:
         try:
             await self.project_names.claim(
-                GLOBAL_SCOPE, name, owner, self.projection.project_has_name, _meta(cmd)
+                GLOBAL_SCOPE, name, owner, self.projection.project_has_name, event_meta(cmd)
             )
         except Conflict as exc:
             raise Conflict(message) from exc
 
     async def release_project_name(self, name: str, owner: str, cmd: CommandMeta) -> None:
-        await self.project_names.release(GLOBAL_SCOPE, name, owner, _meta(cmd))
-
-
-def _meta(cmd: CommandMeta) -> dict[str, str | None]:
-    return {
-        "requestor": cmd.requestor,
-        "correlation_id": cmd.correlation_id,
-        "causation_id": cmd.causation_id,
-        "node": cmd.node,
-    }
+        await self.project_names.release(GLOBAL_SCOPE, name, owner, event_meta(cmd))

@@ -22,6 +22,7 @@ from schemas.envelope import utcnow
 from schemas.errors import BadRequest, Conflict, NotImplementedYet, WarrenError
 from schemas.messages import RequestMeta
 from services.common.endpoints import EndpointGroup
+from services.common.names import event_meta
 from services.common.operations import RunningOperation, lxd_time
 from services.common.revert import Reverter
 from services.instance.catalog.state import object_url
@@ -32,15 +33,6 @@ from services.instance.instances.context import Instances, host_architecture
 from services.instance.instances.state import InstanceState, expand, root_disk
 
 log = logging.getLogger(__name__)
-
-
-def _name_meta(cmd: Any) -> dict[str, str | None]:
-    return {
-        "requestor": cmd.requestor,
-        "correlation_id": cmd.correlation_id,
-        "causation_id": cmd.causation_id,
-        "node": cmd.node,
-    }
 
 
 def resources(state_name: str, project: str) -> dict[str, list[str]]:
@@ -133,7 +125,7 @@ class InstanceCommands:
                 body.name,
                 instance_id,
                 i.projection.instances.has_name,
-                _name_meta(cmd_meta),
+                event_meta(cmd_meta),
             )
         except Conflict:
             raise Conflict(f'Instance "{body.name}" already exists') from None
@@ -143,7 +135,7 @@ class InstanceCommands:
                 await self._provision(state, project.name, cmd_meta)
             except BaseException:
                 await asyncio.shield(
-                    i.names.release(project.id, body.name, instance_id, _name_meta(cmd_meta))
+                    i.names.release(project.id, body.name, instance_id, event_meta(cmd_meta))
                 )
                 raise
 
@@ -248,7 +240,7 @@ class InstanceCommands:
             raise Conflict(f'Name "{body.new_name}" already in use')
 
         async def work(op: RunningOperation) -> None:
-            names = _name_meta(cmd_meta)
+            names = event_meta(cmd_meta)
             try:
                 await i.names.claim(
                     project.id, body.new_name, state.id, i.projection.instances.has_name, names
@@ -285,7 +277,7 @@ class InstanceCommands:
                 running = state.host_name in await i.live_statuses()
                 await i.decide(state.id, agg.Delete(meta.project, running, cmd_meta))
                 await self.remove_from_host(state)
-            await i.names.release(state.project_id, state.name, state.id, _name_meta(cmd_meta))
+            await i.names.release(state.project_id, state.name, state.id, event_meta(cmd_meta))
 
         return await self._operation(work, "Deleting instance", body.name, meta)
 

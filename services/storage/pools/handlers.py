@@ -24,7 +24,7 @@ from schemas.messages import RequestMeta
 from services.common.aggregate import decide_and_append
 from services.common.endpoints import EndpointGroup
 from services.common.eventstore import EventStore
-from services.common.names import NameRegistry
+from services.common.names import NameRegistry, event_meta
 from services.common.projection import ProjectionRunner
 from services.common.revert import Reverter
 from services.storage.pools import aggregate as agg
@@ -78,15 +78,6 @@ class Pools:
 
     async def result(self, state: PoolState) -> dict[str, Any]:
         return ObjectResult(object=await self.view(state), etag=state.etag).model_dump()
-
-
-def _name_meta(meta: agg.Meta) -> dict[str, str | None]:
-    return {
-        "requestor": meta.requestor,
-        "correlation_id": meta.correlation_id,
-        "causation_id": meta.causation_id,
-        "node": meta.node,
-    }
 
 
 class PoolHandlers:
@@ -160,12 +151,12 @@ class PoolHandlers:
             try:
                 has_name = self.p.projection.has_name
                 await self.p.names.claim(
-                    self.p.node, body.name, pool_id, has_name, _name_meta(cmd_meta)
+                    self.p.node, body.name, pool_id, has_name, event_meta(cmd_meta)
                 )
             except Conflict:
                 raise Conflict("Storage pool already exists") from None
             revert.add(
-                lambda: self.p.names.release(self.p.node, body.name, pool_id, _name_meta(cmd_meta))
+                lambda: self.p.names.release(self.p.node, body.name, pool_id, event_meta(cmd_meta))
             )
             own = {k: v for k, v in body.config.items() if not k.startswith(agg.USER_PREFIX)}
             driver = self.p.host.driver_for(body.name, body.driver, own)
@@ -226,5 +217,5 @@ class PoolHandlers:
                 )
 
             seq = await decide_and_append(self.p.store, decision)
-        await self.p.names.release(self.p.node, state.name, state.id, _name_meta(cmd_meta))
+        await self.p.names.release(self.p.node, state.name, state.id, event_meta(cmd_meta))
         return None, seq
