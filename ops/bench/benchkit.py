@@ -125,10 +125,22 @@ class Response:
     elapsed_s: float
 
 
-def http_call(conn: UnixHTTPConnection, method: str, path: str, body: Any = None) -> Response:
-    """One request on ``conn``; the timing covers send to last byte of the body."""
-    payload = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"} if payload is not None else {}
+def http_call(
+    conn: UnixHTTPConnection,
+    method: str,
+    path: str,
+    body: Any = None,
+    data: bytes | None = None,
+    content_type: str = "application/octet-stream",
+) -> Response:
+    """One request on ``conn`` with a JSON ``body`` or raw ``data``; the timing covers send
+    to last byte of the reply."""
+    if data is not None:
+        payload: bytes | None = data
+        headers = {"Content-Type": content_type}
+    else:
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
     start = time.perf_counter()
     conn.request(method, path, body=payload, headers=headers)
     resp = conn.getresponse()

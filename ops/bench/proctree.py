@@ -156,3 +156,9 @@ def tree_memory(pids: Iterable[int], table: dict[int, ProcInfo] | None = None) -
         "uss_mib": sum(r["uss_mib"] for r in rows),
         "per_process": rows,
     }
+
+
+def lxc_monitors(table: dict[int, ProcInfo] | None = None) -> list[ProcInfo]:
+    """LXC's per-container monitor processes: ``[lxc monitor] <lxcpath> <name>``."""
+    table = table if table is not None else process_table()
+    return [info for info in table.values() if info.cmdline.startswith("[lxc monitor]")]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import bus_latency
-import instances
+import instance_report
 import lxd_reference
 import warren_stack
 from api_latency import render as render_latency
@@ -180,7 +180,7 @@ def summary(
                 value = replay[key]["wall_seconds"]
                 rows.append([f"{label} ({n:,} events)", fmt_num(value, 2), "n/a", ""])
     if containers and "error" not in containers:
-        for label, w, lx in instances.rows(containers.get("warren"), containers.get("lxd")):
+        for label, w, lx in instance_report.rows(containers.get("warren"), containers.get("lxd")):
             rows.append([f"containers: {label.strip()}", w, lx, ""])
     lxd_name = f"LXD {lxd['version']}" if lxd and "version" in lxd else "LXD (absent)"
     return table(["metric", "Warren", lxd_name, "target"], rows)
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in warren.get("leftovers", []):
         print(f"Warren stop: {line}")
     for name in ("warren", "lxd"):
-        for line in instances.errors_of(containers.get(name)):
+        for line in instance_report.errors_of(containers.get(name)):
             print(f"containers, {name}: {line}")
     write_json(
         args.json, {"warren": warren, "lxd": lxd, "replay": replay, "containers": containers}
