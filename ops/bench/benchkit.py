@@ -88,6 +88,15 @@ def machine_note() -> str:
     return f"{os.cpu_count()} CPUs, load average {load1:.2f} (1 min)"
 
 
+def wait_for_quiet(max_load: float, timeout: float = 180.0) -> float:
+    """Wait (at most ``timeout`` s) until the 1-minute load average is below ``max_load``
+    (0: do not wait); return the load average then."""
+    deadline = time.monotonic() + timeout
+    while max_load > 0 and os.getloadavg()[0] >= max_load and time.monotonic() < deadline:
+        time.sleep(2)
+    return os.getloadavg()[0]
+
+
 def write_json(path: str | None, data: Any) -> None:
     """Write figures for ``run-all`` (or any other consumer) when asked to."""
     if path:

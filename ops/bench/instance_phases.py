@@ -14,9 +14,10 @@ import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from benchkit import summarize
+from benchkit import summarize, wait_for_quiet
 from instance_fleet import Fleet, benchmark_containers
 from instance_targets import LXC, Target
 from lxd_api import Api, ApiError, error_of
@@ -151,35 +152,39 @@ def _per_container(mem: dict[str, Any], idle: dict[str, Any], count: int) -> dic
     return per
 
 
-def phase_scale(
-    fleet: Fleet,
-    counts: list[int],
-    parallel: int,
-    list_n: int,
-    lxc_list_n: int,
-    settle: float,
-    idle: dict[str, Any],
-) -> dict[str, Any]:
-    """Fill up to each count (``parallel`` launches at a time), settle, then measure."""
+@dataclass(frozen=True)
+class ScaleOptions:
+    parallel: int  # concurrent launches while filling
+    list_n: int  # GETs per list measurement
+    lxc_list_n: int  # lxc list runs per count
+    settle: float  # seconds after filling, before measuring
+    cooldown: float  # then wait for a 1-minute load average below this (0: no wait)
+    idle: dict[str, Any]  # the target's idle memory, for the marginal per container
+
+
+def phase_scale(fleet: Fleet, counts: list[int], opt: ScaleOptions) -> dict[str, Any]:
+    """Fill up to each count, settle, then list and measure memory."""
     results: dict[str, Any] = {}
     running: list[str] = []
     for count in sorted(set(counts)):
         missing = count - len(running)
         start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, opt.parallel)) as pool:
             running.extend(pool.map(lambda _: fleet.launch()[0], range(missing)))
         fill_seconds = time.perf_counter() - start
-        time.sleep(settle)
+        time.sleep(opt.settle)
+        load = wait_for_quiet(opt.cooldown)
         api = Api(fleet.target.socket)
         try:
-            rec1 = timed_gets(api, "/1.0/instances?recursion=1", list_n)
-            rec2 = timed_gets(api, "/1.0/instances?recursion=2", list_n)
+            rec1 = timed_gets(api, "/1.0/instances?recursion=1", opt.list_n)
+            rec2 = timed_gets(api, "/1.0/instances?recursion=2", opt.list_n)
         finally:
             api.close()
-        lxc_list = timed_lxc_list(fleet.target, lxc_list_n)
+        lxc_list = timed_lxc_list(fleet.target, opt.lxc_list_n)
         mem = fleet.target.memory(set(running))
-        per = _per_container(mem, idle, count)
+        per = _per_container(mem, opt.idle, count)
         results[str(count)] = {
+            "load": load,
             "launched": missing,
             "launch_wall_seconds": fill_seconds,
             "recursion1": rec1,
@@ -191,7 +196,7 @@ def phase_scale(
         print(
             f"  {count} running: recursion=1 p50 {rec1['p50']:.1f} ms, recursion=2 p50 "
             f"{rec2['p50']:.1f} ms, lxc list p50 {lxc_list.get('p50', float('nan')):.0f} ms, "
-            f"{per['pss_mib']:.1f} MiB PSS per container",
+            f"{per['pss_mib']:.1f} MiB PSS per container (load average {load:.2f} before)",
             flush=True,
         )
     return results

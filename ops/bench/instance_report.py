@@ -33,6 +33,7 @@ def _scale_rows(c: int) -> list[tuple[str, tuple[str, ...], int]]:
         ("  per container PSS MiB (marginal over idle)", ("per_container", "marginal_pss_mib"), 2),
         ("  LXC monitor PSS MiB each", ("per_container", "monitor_pss_mib"), 2),
         (f"  time to launch up to {c} s (parallel)", ("launch_wall_seconds",), 1),
+        (f"  load average before measuring {c} running", ("load",), 2),
     ]
     return out
 
@@ -56,6 +57,8 @@ def rows(warren: dict[str, Any] | None, lxd: dict[str, Any] | None) -> list[list
     count = _get(warren, "lxd_benchmark", "count") or _get(lxd, "lxd_benchmark", "count") or 0
     row(f"lxd-benchmark launch --count {count} s", "lxd_benchmark", "launch_seconds", digits=2)
     row("lxd-benchmark delete s", "lxd_benchmark", "delete_seconds", digits=2)
+    row("  load average before the launches", "load_before", "launch", digits=2)
+    row("  load average before lxd-benchmark", "load_before", "lxd_benchmark", digits=2)
     row("memory idle RSS MiB", "memory_idle", "rss_mib")
     row("memory idle PSS MiB", "memory_idle", "pss_mib")
     counts = sorted(

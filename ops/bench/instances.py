@@ -39,26 +39,30 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lxd_reference
 import warren_stack
-from benchkit import machine_note, write_json
+from benchkit import machine_note, wait_for_quiet, write_json
 from instance_fleet import Fleet
-from instance_phases import phase_launch, phase_lxd_benchmark, phase_scale
+from instance_phases import ScaleOptions, phase_launch, phase_lxd_benchmark, phase_scale
 from instance_report import errors_of, render
 from instance_targets import Target, lxd_label, lxd_target, warren_target
 from lxd_api import Api, import_busybox
 
 
-def _guard(results: dict[str, Any], key: str, fn: Callable[[], Any]) -> None:
+def _guard(results: dict[str, Any], key: str, fn: Callable[[], Any], cooldown: float) -> None:
+    """One phase, after the machine is quiet enough; its failure is recorded, not raised."""
+    load = wait_for_quiet(cooldown)
     print(f"-- {key} ({machine_note()})", flush=True)
     try:
         results[key] = fn()
     except Exception as exc:
         traceback.print_exc()
         results[key] = {"error": f"{type(exc).__name__}: {exc}"}
+    results.setdefault("load_before", {})[key] = load
 
 
 def measure(target: Target, args: argparse.Namespace, counts: list[int]) -> dict[str, Any]:
@@ -76,22 +80,17 @@ def measure(target: Target, args: argparse.Namespace, counts: list[int]) -> dict
         time.sleep(args.settle)
         idle = target.memory(set())
         results["memory_idle"] = idle
+        cool = args.cooldown
         if args.launches:
-            _guard(results, "launch", lambda: phase_launch(fleet, args.launches, args.exec_n))
+            launch = partial(phase_launch, fleet, args.launches, args.exec_n)
+            _guard(results, "launch", launch, cool)
         if args.benchmark_count:
-            _guard(
-                results,
-                "lxd_benchmark",
-                lambda: phase_lxd_benchmark(target, fingerprint, args.benchmark_count),
-            )
+            bench = partial(phase_lxd_benchmark, target, fingerprint, args.benchmark_count)
+            _guard(results, "lxd_benchmark", bench, cool)
         if counts:
-            _guard(
-                results,
-                "scale",
-                lambda: phase_scale(
-                    fleet, counts, args.parallel, args.list_n, args.lxc_list_n, args.settle, idle
-                ),
-            )
+            opt = ScaleOptions(args.parallel, args.list_n, args.lxc_list_n, args.settle, cool, idle)
+            # The scale phase waits for quiet itself, after each fill.
+            _guard(results, "scale", partial(phase_scale, fleet, counts, opt), 0)
     finally:
         if fleet is not None:
             errors = fleet.remove_all(args.parallel)
@@ -133,6 +132,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lxc-list-n", type=int, default=5, help="lxc list runs per count (5)")
     p.add_argument("--parallel", type=int, default=4, help="concurrent launches (4)")
     p.add_argument("--settle", type=float, default=2.0, help="idle seconds before memory (2)")
+    p.add_argument(
+        "--cooldown",
+        type=float,
+        default=0.0,
+        metavar="LOAD",
+        help="before each phase and each list/memory measurement, wait (at most 180 s) until "
+        "the 1-minute load average is below LOAD (0: no wait)",
+    )
     p.add_argument("--json", help="also write every figure to this file")
     return p
 
