@@ -157,6 +157,15 @@ def test_profiles_and_projects_in_use_cannot_go(stack: Stack) -> None:
         ({"name": "x2", "source": {"alias": "busybox"}, "profiles": ["nope"]}, 400, "nope"),
         ({"name": "x3", "source": {"alias": "busybox"}, "config": {"bogus": "1"}}, 400, "bogus"),
         ({"name": "x4", "source": {"alias": "busybox"}, "profiles": []}, 400, "root"),
+        (
+            {
+                "name": "x5",
+                "source": {"alias": "busybox"},
+                "devices": {"data": {"type": "disk", "source": "/srv", "path": "/data"}},
+            },
+            400,
+            'Device "data" (type disk) is not supported yet',
+        ),
     ],
 )
 def test_bad_creates_are_refused_and_leave_nothing(

@@ -134,3 +134,17 @@ def test_limits_from_config() -> None:
     assert cfg.limits_of({"limits.memory": "1GiB"}).memory == 2**30
     assert cfg.limits_of({"limits.cpu": "0-1"}).cpu == "0-1"
     assert cfg.limits_of({"limits.memory": "50%"}).memory == cfg.host_memory() // 2
+
+
+def test_only_the_root_disk_is_given_to_containers() -> None:
+    root = {"root": {"type": "disk", "path": "/", "pool": "fast"}}
+    assert cfg.check_expanded(expand({}, {}, [({}, root)])) == "fast"
+    masked = expand({}, {"eth0": {"type": "none"}}, [({}, root)])
+    assert cfg.check_expanded(masked) == "fast"
+    with pytest.raises(BadRequest, match="No root device"):
+        cfg.check_expanded(expand({}, {}, []))
+    nic = {"eth0": {"type": "nic", "nictype": "bridged", "parent": "br0"}}
+    with pytest.raises(BadRequest, match=r'Device "eth0" \(type nic\) is not supported'):
+        cfg.check_expanded(expand({}, nic, [({}, root)]))
+    with pytest.raises(BadRequest, match=r"limits\.memory"):
+        cfg.check_expanded(expand({"limits.memory": "lots"}, {}, [({}, root)]))

@@ -30,7 +30,7 @@ from services.instance.drivers.spec import Status, host_name_for
 from services.instance.instances import aggregate as agg
 from services.instance.instances import config as cfg
 from services.instance.instances.context import Instances, host_architecture
-from services.instance.instances.state import InstanceState, expand, root_disk
+from services.instance.instances.state import InstanceState, expand
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +88,7 @@ class InstanceCommands:
         config = cfg.clean_config(body.config)
         cfg.check_instance(config, body.devices)
         expanded = expand(config, body.devices, i.profile_layers(project, profiles))
-        root = root_disk(expanded.devices)
-        if root is None or not root[1].get("pool"):
-            raise BadRequest(
-                "Failed initialising instance: Invalid devices: Failed detecting root disk "
-                "device: No root device could be found"
-            )
-        cfg.limits_of(expanded.config)
+        pool = cfg.check_expanded(expanded)
         image = await i.peers.resolve_image(body.source, meta)
         architecture = body.architecture or image.get("architecture") or host_architecture()
         instance_id = str(uuid.uuid4())
@@ -106,7 +100,7 @@ class InstanceCommands:
             name=body.name,
             node=i.node,
             host_name=host_name_for(instance_id),
-            pool=root[1]["pool"],
+            pool=pool,
             image=str(image["fingerprint"]),
             type="container",
             architecture=architecture,
@@ -183,16 +177,12 @@ class InstanceCommands:
         expanded = expand(
             preview.config, preview.devices, i.profile_layers(project, preview.profiles)
         )
-        root = root_disk(expanded.devices)
-        if root is None:
-            raise BadRequest("Invalid devices: Failed detecting root disk device")
-        if root[1].get("pool") != state.pool:
+        if cfg.check_expanded(expanded) != state.pool:
             raise BadRequest("Changing the root disk's storage pool is not supported")
         if cfg.privileged(expanded.config) != cfg.privileged(i.expanded(state).config):
             running = state.host_name in await i.live_statuses()
             if running:
                 raise BadRequest("security.privileged can only be changed while stopped")
-        cfg.limits_of(expanded.config)
         async with i.lock(state.id):
             new = await i.decide(state.id, command)
             await self.sync_host(new)

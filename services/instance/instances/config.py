@@ -12,6 +12,7 @@ from schemas.lxd.units import parse_size
 from services.instance.catalog import keys, values
 from services.instance.catalog.devices import check_devices
 from services.instance.drivers.spec import Limits
+from services.instance.instances.state import Expanded, root_disk
 
 _NAME_CHARS = re.compile(r"^[a-zA-Z0-9-]+$")
 #: Keys an instance may carry beyond a profile's (LXD keeps image.* and volatile.* on it).
@@ -46,6 +47,28 @@ def check_instance(config: dict[str, str], devices: dict[str, dict[str, str]]) -
     """Validate an instance's own config and devices (before profile expansion)."""
     keys.check_profile_config({k: v for k, v in config.items() if not k.startswith(_INSTANCE_ONLY)})
     check_devices(devices)
+
+
+def check_expanded(expanded: Expanded) -> str:
+    """What Warren can run of an instance's expanded config and devices; the root disk's pool.
+
+    Only the root disk is given to containers so far: any other device is refused rather
+    than silently left out (``none`` devices, which mask a profile's, are fine).
+    """
+    root = root_disk(expanded.devices)
+    if root is None or not root[1].get("pool"):
+        raise BadRequest(
+            "Failed initialising instance: Invalid devices: Failed detecting root disk "
+            "device: No root device could be found"
+        )
+    for name, device in sorted(expanded.devices.items()):
+        if name != root[0] and device.get("type") != "none":
+            raise BadRequest(
+                f'Device "{name}" (type {device.get("type")}) is not supported yet: '
+                "Warren gives containers their root disk only"
+            )
+    limits_of(expanded.config)
+    return root[1]["pool"]
 
 
 def check_type(instance_type: str) -> None:
