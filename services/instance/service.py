@@ -88,7 +88,7 @@ async def setup(runtime: ServiceRuntime) -> Catalog:
     queries.register(runtime.endpoints, node_group)
     commands = InstanceCommands(instances)
     commands.register(node_group)
-    power = PowerHandlers(instances)
+    power = PowerHandlers(instances, commands)
     power.register(node_group)
     ExecHandler(instances, runtime.bus.nc).register(node_group)
     FileHandlers(instances.host, instances.record, runtime.bus.nc, settings.node).register(

@@ -189,6 +189,14 @@ def test_a_duplicate_name_is_a_conflict(stack: Stack) -> None:
     ok_op(stack, "DELETE", f"/1.0/instances/{name}")
 
 
+def test_an_ephemeral_instance_is_deleted_when_stopped(stack: Stack) -> None:
+    name = unique("eph")
+    launch(stack, name, ephemeral=True)
+    ok_op(stack, "PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True})
+    assert call(stack, "GET", f"/1.0/instances/{name}")[0] == 404
+    assert name not in {i["name"] for i in get(stack, "/1.0/instances?recursion=1")}
+
+
 def test_a_container_killed_behind_warrens_back_is_seen_stopped(stack: Stack) -> None:
     name = unique("killed")
     launch(stack, name)

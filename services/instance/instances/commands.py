@@ -256,20 +256,26 @@ class InstanceCommands:
         i = self.i
         await i.fresh()
         state = i.get(meta, body.name)
-        cmd_meta = i.meta(meta)
-        if state.host_name in await i.live_statuses():
+        if await i.live_status(state) is not Status.STOPPED:
             raise BadRequest("Instance is running")
         if state.config.get("security.protection.delete", "").lower() in ("true", "1", "yes"):
             raise BadRequest("Instance is protected")
 
         async def work(op: RunningOperation) -> None:
             async with i.lock(state.id):
-                running = state.host_name in await i.live_statuses()
-                await i.decide(state.id, agg.Delete(meta.project, running, cmd_meta))
-                await self.remove_from_host(state)
-            await i.names.release(state.project_id, state.name, state.id, event_meta(cmd_meta))
+                await self.delete_stopped(state, meta)
 
         return await self._operation(work, "Deleting instance", body.name, meta)
+
+    async def delete_stopped(self, state: InstanceState, meta: RequestMeta) -> None:
+        """Record the deletion of a stopped instance, then clear the host and its name (the
+        caller holds the instance's lock)."""
+        i = self.i
+        cmd_meta = i.meta(meta)
+        running = await i.live_status(state) is not Status.STOPPED
+        await i.decide(state.id, agg.Delete(meta.project, running, cmd_meta))
+        await self.remove_from_host(state)
+        await i.names.release(state.project_id, state.name, state.id, event_meta(cmd_meta))
 
     async def remove_from_host(self, state: InstanceState) -> None:
         """Remove the driver's definition and the volume. The log says the instance is gone

@@ -19,7 +19,7 @@ from services.common.endpoints import EndpointGroup
 from services.common.operations import RunningOperation, lxd_time
 from services.instance.drivers.spec import Status
 from services.instance.instances import aggregate as agg
-from services.instance.instances.commands import resources
+from services.instance.instances.commands import InstanceCommands, resources
 from services.instance.instances.context import Instances
 from services.instance.instances.state import InstanceState
 
@@ -37,8 +37,9 @@ _DESCRIPTIONS = {
 class PowerHandlers:
     """The state-change endpoint of this node."""
 
-    def __init__(self, instances: Instances) -> None:
+    def __init__(self, instances: Instances, commands: InstanceCommands) -> None:
         self.i = instances
+        self.commands = commands
 
     def register(self, group: EndpointGroup) -> None:
         subject = subjects.instance_node(subjects.INSTANCE_STATE_PUT, self.i.node)
@@ -99,7 +100,10 @@ class PowerHandlers:
         if body.action == "stop":
             await i.driver.stop(host, timeout=timeout, force=body.force)
             kind = events.INSTANCE_STOPPED if body.force else events.INSTANCE_SHUTDOWN
-            return await self.record(state, kind, meta)
+            await self.record(state, kind, meta)
+            if state.ephemeral:  # LXD deletes an ephemeral instance once it is stopped
+                await self.commands.delete_stopped(state, meta)
+            return None
         if body.action == "restart":
             await i.driver.stop(host, timeout=timeout, force=body.force)
             await self.start(state)

@@ -6,7 +6,8 @@
 - host objects of instances the log does not have (a create a crash interrupted, a delete
   whose cleanup was cut short) are removed: definitions, volumes, node state directories;
 - instances with ``boot.autostart`` true, or unset and last recorded running, are started if
-  the host has them stopped (as LXD does when its daemon starts).
+  the host has them stopped (as LXD does when its daemon starts); ephemeral ones found stopped
+  are deleted.
 """
 
 from __future__ import annotations
@@ -40,7 +41,17 @@ async def reconcile(i: Instances, commands: InstanceCommands, power: PowerHandle
             log.error("instance %s: repair failed: %s", state.name, exc.message)
     statuses = await i.live_statuses()
     for state in wanted.values():
-        if state.host_name in statuses or not _autostart(i, state):
+        if state.host_name in statuses:
+            continue
+        if state.ephemeral:  # stopped while nobody watched: gone, as LXD has it
+            try:
+                async with i.lock(state.id):
+                    await commands.delete_stopped(state, RequestMeta(requestor="warren"))
+                log.info("ephemeral instance %s was stopped: deleted", state.name)
+            except WarrenError as exc:
+                log.error("ephemeral instance %s: delete failed: %s", state.name, exc.message)
+            continue
+        if not _autostart(i, state):
             continue
         try:
             await power.start(state)
