@@ -23,6 +23,7 @@ EXTENSIONS: tuple[str, ...] = ("warren_history",)
 KIND_SUBJECTS: dict[str, str] = {
     "profile": subjects.HISTORY,
     "project": subjects.HISTORY,
+    "instance": subjects.HISTORY,
 }
 
 routes = web.RouteTableDef()

@@ -229,3 +229,27 @@ def test_restart_restores_instances_and_removes_orphans(warren: Stack, tmp_path:
 
     wait_for(settled, 60, "instances restored, the autostart one started again")
     wait_for(lambda: not orphan.exists(), 30, "the orphan removed")
+
+
+def test_an_instance_history_survives_rename_and_delete(stack: Stack) -> None:
+    name, new = unique("hist"), unique("hist-new")
+    launch(stack, name)
+    assert call(stack, "PATCH", f"/1.0/instances/{name}", {"config": {"user.a": "1"}})[0] == 200
+    ok_op(stack, "PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True})
+    ok_op(stack, "POST", f"/1.0/instances/{name}", {"name": new})
+    ok_op(stack, "DELETE", f"/1.0/instances/{new}")
+    history = get(stack, f"/1.0/history/instance/{new}")
+    types = [e["type"] for e in history["events"]]
+    assert types == [
+        "instance-created",
+        "instance-started",
+        "instance-updated",
+        "instance-stopped",
+        "instance-renamed",
+        "instance-deleted",
+    ]
+    assert history["state"] is None
+    updated = history["events"][2]
+    past = get(stack, f"/1.0/history/instance/{new}?at={updated['seq']}")["state"]
+    assert past["name"] == name and past["config"]["user.a"] == "1"
+    assert all(e["requestor"] == "root" for e in history["events"])

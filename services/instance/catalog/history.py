@@ -22,8 +22,11 @@ from services.instance.catalog import project as project_agg
 from services.instance.catalog.context import Catalog
 from services.instance.catalog.meta import PROFILE, PROJECT
 from services.instance.catalog.state import ProfileState, ProjectState, profile_dict, project_dict
+from services.instance.instances import aggregate as instance_agg
+from services.instance.instances.state import INSTANCE, InstanceState
 
-KINDS = (PROFILE, PROJECT)
+KINDS = (PROFILE, PROJECT, INSTANCE)
+_EVOLVE = {PROFILE: profile_agg.evolve, PROJECT: project_agg.evolve, INSTANCE: instance_agg.evolve}
 
 
 def parse_time(value: str) -> datetime:
@@ -51,10 +54,10 @@ def entry(stored: StoredEvent) -> HistoryEntry:
 
 def state_at(
     kind: str, stored: list[StoredEvent], at_seq: int | None, at_time: datetime | None
-) -> ProfileState | ProjectState | None:
+) -> Any:
     """Fold the events up to the given point (all of them without one)."""
     state: Any = None
-    evolve = profile_agg.evolve if kind == PROFILE else project_agg.evolve
+    evolve = _EVOLVE[kind]
     for item in stored:
         if at_seq is not None and item.seq > at_seq:
             break
@@ -80,6 +83,14 @@ class HistoryHandler:
             found = live.id if live else p.former_holder(PROJECT, "", name)
             if found is None:
                 raise NotFound("Project not found")
+            return found
+        if kind == INSTANCE:
+            home_project = self.c.project_or_404(project)
+            live_instance = p.instances.get(home_project.id, name)
+            found = live_instance.id if live_instance else None
+            found = found or p.instances.former_holder(home_project.id, name)
+            if found is None:
+                raise NotFound("Instance not found")
             return found
         home = p.profile_home(self.c.project_or_404(project))
         live_profile = p.profile(home.id, name)
@@ -112,14 +123,25 @@ class HistoryHandler:
         if kind == PROJECT:
             project = p.project_by_id(object_id)
             return p.project_view(project) if project else None
+        if kind == INSTANCE:
+            instance = p.instances.by_id.get(object_id)
+            return instance_view(instance) if instance else None
         profile = p.profiles.get(object_id)
         return p.profile_view(profile) if profile and not profile.deleted else None
 
     @staticmethod
-    def _view(state: ProfileState | ProjectState | None) -> dict[str, Any] | None:
+    def _view(state: Any) -> dict[str, Any] | None:
         # A past state's used_by is not kept in the log of the object itself: shown empty.
         if isinstance(state, ProfileState):
             return profile_dict(state, [])
         if isinstance(state, ProjectState):
             return project_dict(state, [])
+        if isinstance(state, InstanceState):
+            return instance_view(state)
         return None
+
+
+def instance_view(state: InstanceState) -> dict[str, Any]:
+    """An instance as its own events describe it (the history's state; live status and
+    profile expansion are the instance API's business)."""
+    return {"name": state.name, **state.writable(), "created_at": state.created_at}

@@ -35,7 +35,7 @@ class CatalogProjection(Projection):
     ``evolve``."""
 
     name = "catalog"
-    snapshot_version = 2
+    snapshot_version = 3
     aggregates = frozenset({PROJECT, PROFILE, INSTANCE})
 
     def __init__(self) -> None:

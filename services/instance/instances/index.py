@@ -9,6 +9,10 @@ from services.instance.instances import aggregate
 from services.instance.instances.state import InstanceState
 
 
+def former_key(project_id: str, name: str) -> str:
+    return f"{project_id}\0{name}"
+
+
 class InstanceIndex:
     """Instances folded with the aggregate's own ``evolve`` (held by the catalog projection,
     so profiles and projects see their users in the same consistent read model)."""
@@ -26,22 +30,28 @@ class InstanceIndex:
             key = (old.project_id, old.name)
             if self.by_name.get(key) == old.id:
                 del self.by_name[key]
+        self.former[former_key(new.project_id, new.name)] = new.id
         if not new.deleted:
             self.by_name[(new.project_id, new.name)] = new.id
         else:
             # Deleted instances are only kept for their id's history: drop the state.
             del self.by_id[new.id]
 
-    def dump(self) -> list[dict[str, Any]]:
-        return [s.dump() for s in self.by_id.values()]
+    def dump(self) -> dict[str, Any]:
+        return {"live": [s.dump() for s in self.by_id.values()], "former": self.former}
 
-    def load(self, state: list[dict[str, Any]] | None) -> None:
+    def load(self, state: dict[str, Any] | None) -> None:
         self.by_id: dict[str, InstanceState] = {}
         self.by_name: dict[tuple[str, str], str] = {}
-        for raw in state or []:
+        #: The latest instance (live or not) that carried each name, for history.
+        self.former: dict[str, str] = dict((state or {}).get("former", {}))
+        for raw in (state or {}).get("live", []):
             item = InstanceState(**raw)
             self.by_id[item.id] = item
             self.by_name[(item.project_id, item.name)] = item.id
+
+    def former_holder(self, project_id: str, name: str) -> str | None:
+        return self.former.get(former_key(project_id, name))
 
     def get(self, project_id: str, name: str) -> InstanceState | None:
         agg_id = self.by_name.get((project_id, name))
