@@ -10,7 +10,15 @@ from gateway.cli.client import ApiError, Client, socket_path
 from gateway.cli.history import report
 
 #: Accepted spellings of each kind, to the kind the API names.
-KINDS = {"profile": "profile", "profiles": "profile", "project": "project", "projects": "project"}
+KINDS = {
+    "profile": "profile",
+    "profiles": "profile",
+    "project": "project",
+    "projects": "project",
+    "instance": "instance",
+    "instances": "instance",
+    "container": "instance",
+}
 
 
 def parser() -> argparse.ArgumentParser:
