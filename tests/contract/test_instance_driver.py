@@ -325,6 +325,27 @@ async def test_spawned_commands_take_signals_and_a_terminal(unprivileged: Host):
     shell.signal(signal.SIGTERM)  # after the end: nothing happens
 
 
+async def test_many_long_running_commands_leave_the_driver_free(unprivileged: Host):
+    # Waiting for a command must not hold a worker thread: more sleepers than the default
+    # thread pool has threads, and the driver still answers at once.
+    driver = unprivileged.driver
+    spec = unprivileged.spec()
+    await driver.create(spec)
+    await driver.start(spec.name)
+    count = (os.cpu_count() or 1) + 8
+    sleepers = [
+        await driver.spawn(spec.name, ExecRequest(command=["sleep", "600"])) for _ in range(count)
+    ]
+    waits = [asyncio.ensure_future(s.wait()) for s in sleepers]
+    await asyncio.sleep(0.2)
+    state = await asyncio.wait_for(driver.state(spec.name), 10)
+    assert state.processes >= count + 1
+    for sleeper in sleepers:
+        sleeper.signal(signal.SIGKILL)
+    codes = await asyncio.wait_for(asyncio.gather(*waits), HANG_GUARD)
+    assert codes == [128 + signal.SIGKILL] * count
+
+
 async def test_logs_and_the_console(unprivileged: Host):
     driver = unprivileged.driver
     spec = unprivileged.spec()

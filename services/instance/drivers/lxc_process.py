@@ -11,19 +11,44 @@ from services.instance.drivers.errors import DriverError
 
 
 class LxcProcess(ExecProcess):
-    """An attached process: our child on the host, waited for in a thread."""
+    """An attached process: our child on the host.
+
+    Its end is awaited on a pidfd in the event loop, never in a worker thread: a thread per
+    running command (an idle interactive shell holds one for hours) would soon exhaust the
+    pool every other host call of the service needs.
+    """
 
     def __init__(self, pid: int, instance: str) -> None:
         self.pid = pid
         self._instance = instance
         self._code: int | None = None
+        self._waiting: asyncio.Future[int] | None = None
 
     async def wait(self) -> int:
-        if self._code is None:
-            self._code = await asyncio.to_thread(self._wait)
+        if self._code is not None:
+            return self._code
+        if self._waiting is None:
+            self._waiting = asyncio.ensure_future(self._wait())
+        self._code = await asyncio.shield(self._waiting)
         return self._code
 
-    def _wait(self) -> int:
+    async def _wait(self) -> int:
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            pidfd = None  # gone already: a zombie to reap, or reaped elsewhere
+        if pidfd is not None:
+            ended = loop.create_future()
+            loop.add_reader(pidfd, lambda: ended.done() or ended.set_result(None))
+            try:
+                await ended
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+        return self._reap()
+
+    def _reap(self) -> int:
         try:
             _, status = os.waitpid(self.pid, 0)
         except ChildProcessError as exc:
