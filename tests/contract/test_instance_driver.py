@@ -254,14 +254,19 @@ async def test_frozen_and_stopped_instances_refuse_exec(unprivileged: Host):
     await driver.create(spec)
     with pytest.raises(BadRequest, match="not running"):
         await unprivileged.run(spec.name, ["true"])
+    assert spec.name not in await driver.statuses()
     await driver.start(spec.name)
+    assert (await driver.statuses())[spec.name] is Status.RUNNING
 
     await driver.freeze(spec.name)
     assert (await driver.state(spec.name)).status is Status.FROZEN
+    assert await driver.status(spec.name) is Status.FROZEN
+    assert (await driver.statuses())[spec.name] is Status.FROZEN
     with pytest.raises(BadRequest, match="frozen"):
         await unprivileged.run(spec.name, ["true"])  # refused, not hung (HANG_GUARD)
     await driver.unfreeze(spec.name)
     assert (await driver.state(spec.name)).status is Status.RUNNING
+    assert (await driver.statuses())[spec.name] is Status.RUNNING
     assert (await unprivileged.run(spec.name, ["echo", "thawed"]))[:2] == (0, "thawed\n")
 
     # Racing freezes against execs: each exec runs (thawed later) or is refused; none hangs.
@@ -279,6 +284,7 @@ async def test_frozen_and_stopped_instances_refuse_exec(unprivileged: Host):
     await driver.freeze(spec.name)
     await driver.stop(spec.name, timeout=30)  # a frozen instance is thawed, then shut down
     assert (await driver.state(spec.name)).status is Status.STOPPED
+    assert spec.name not in await driver.statuses()
 
 
 def read_pty(main: int) -> str:

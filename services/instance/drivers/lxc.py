@@ -277,9 +277,16 @@ class LxcDriver(InstanceDriver):
         return self._status(self._container(name))
 
     def _statuses(self) -> dict[str, Status]:
-        # One pass over the lxcpath: only active containers are asked for their state.
+        # Active containers come from their monitors' sockets in one pass; whether each is
+        # frozen from its freezer cgroup file (asking each monitor costs ~0.15 ms apiece).
         active = lxc.list_containers(active=True, defined=False, config_path=str(self.root))
-        found = {name: self._status(self._container(name)) for name in active}
+        found: dict[str, Status] = {}
+        for name in active:
+            frozen = lxc_host.freezer_state(name)
+            if frozen is None:  # no such file (a suffixed cgroup name): ask the monitor
+                found[name] = self._status(self._container(name))
+            else:
+                found[name] = Status.FROZEN if frozen else Status.RUNNING
         return {name: status for name, status in found.items() if status is not Status.STOPPED}
 
     def _state(self, name: str) -> InstanceState:

@@ -51,6 +51,16 @@ def _mounts() -> list[tuple[Path, str, set[str]]]:
     return result
 
 
+def freezer_state(name: str) -> bool | None:
+    """Whether container ``name``'s payload cgroup is frozen (or freezing); None when its
+    freezer file is not where LXC normally puts it."""
+    try:
+        state = (CGROUP_ROOT / "freezer" / f"lxc.payload.{name}" / "freezer.state").read_text()
+    except OSError:
+        return None
+    return state.strip() != "THAWED"
+
+
 def process_cgroups(pid: int) -> dict[str, Path]:
     """Controller -> cgroup directory of a process, read from /proc/<pid>/cgroup (cheaper than
     asking LXC's monitor for each value; the host sees the container's full paths)."""
