@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import subprocess
@@ -61,15 +62,22 @@ def freezer_state(name: str) -> bool | None:
     return state.strip() != "THAWED"
 
 
-def process_cgroups(pid: int) -> dict[str, Path]:
-    """Controller -> cgroup directory of a process, read from /proc/<pid>/cgroup (cheaper than
-    asking LXC's monitor for each value; the host sees the container's full paths)."""
-    mounts = {
+@functools.cache
+def _controller_mounts() -> dict[str, Path]:
+    # The cgroup hierarchies are mounted once at boot; /proc/self/mounts grows with every
+    # container's volume, so it is read once.
+    return {
         option: mountpoint
         for mountpoint, kind, options in _mounts()
         if kind == "cgroup"
         for option in options
     }
+
+
+def process_cgroups(pid: int) -> dict[str, Path]:
+    """Controller -> cgroup directory of a process, read from /proc/<pid>/cgroup (cheaper than
+    asking LXC's monitor for each value; the host sees the container's full paths)."""
+    mounts = _controller_mounts()
     found: dict[str, Path] = {}
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
