@@ -352,6 +352,35 @@ async def test_many_long_running_commands_leave_the_driver_free(unprivileged: Ho
     assert codes == [128 + signal.SIGKILL] * count
 
 
+async def test_statuses_while_instances_come_and_go(unprivileged: Host):
+    # A listing racing a stop and delete (the monitor lingers a moment after the stop) must
+    # leave the vanishing instance out, never fail.
+    driver = unprivileged.driver
+    specs = [unprivileged.spec() for _ in range(6)]
+    for spec in specs:
+        await driver.create(spec)
+        await driver.start(spec.name)
+    done = asyncio.Event()
+    listings = 0
+
+    async def lister() -> None:
+        nonlocal listings
+        while not done.is_set():
+            await driver.statuses()
+            listings += 1
+
+    task = asyncio.ensure_future(lister())
+    try:
+        for spec in specs:
+            await driver.stop(spec.name, timeout=0, force=True)
+            await driver.delete(spec.name)
+    finally:
+        done.set()
+    await asyncio.wait_for(task, HANG_GUARD)  # raises whatever a listing raised
+    assert listings > 0
+    assert not set(await driver.statuses()) & {s.name for s in specs}
+
+
 async def test_logs_and_the_console(unprivileged: Host):
     driver = unprivileged.driver
     spec = unprivileged.spec()

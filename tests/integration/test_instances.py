@@ -253,3 +253,38 @@ def test_an_instance_history_survives_rename_and_delete(stack: Stack) -> None:
     past = get(stack, f"/1.0/history/instance/{new}?at={updated['seq']}")["state"]
     assert past["name"] == name and past["config"]["user.a"] == "1"
     assert all(e["requestor"] == "root" for e in history["events"])
+
+
+def test_deletes_racing_reads_and_state_changes_disturb_nothing(stack: Stack) -> None:
+    # A container being deleted must never make another request fail (listings once raised
+    # "not found on this host" for whichever container vanished mid-scan).
+    from concurrent.futures import ThreadPoolExecutor
+
+    keep = unique("keep")
+    victims = [unique("gone") for _ in range(8)]
+    for name in [keep, *victims]:
+        launch(stack, name)
+
+    def remove(name: str) -> None:
+        ok_op(stack, "PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True})
+        ok_op(stack, "DELETE", f"/1.0/instances/{name}")
+
+    failures: list[Any] = []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        removals = [pool.submit(remove, name) for name in victims]
+        while not all(r.done() for r in removals):
+            for path in ("/1.0/instances?recursion=1", f"/1.0/instances/{keep}/state"):
+                status, answer = call(stack, "GET", path)
+                if status != 200:
+                    failures.append((path, answer))
+            for action in ("freeze", "unfreeze"):
+                final = run_op(stack, "PUT", f"/1.0/instances/{keep}/state", {"action": action})
+                if final["status"] != "Success":
+                    failures.append((action, final))
+        for removal in removals:
+            removal.result()
+    assert failures == []
+    assert {i["name"] for i in get(stack, "/1.0/instances?recursion=1")} >= {keep}
+    assert not set(victims) & {i["name"] for i in get(stack, "/1.0/instances?recursion=1")}
+    ok_op(stack, "PUT", f"/1.0/instances/{keep}/state", {"action": "stop", "force": True})
+    ok_op(stack, "DELETE", f"/1.0/instances/{keep}")

@@ -283,10 +283,13 @@ class LxcDriver(InstanceDriver):
         found: dict[str, Status] = {}
         for name in active:
             frozen = lxc_host.freezer_state(name)
-            if frozen is None:  # no such file (a suffixed cgroup name): ask the monitor
-                found[name] = self._status(self._container(name))
-            else:
+            if frozen is not None:
                 found[name] = Status.FROZEN if frozen else Status.RUNNING
+                continue
+            # No freezer file where LXC normally puts it (a suffixed cgroup name, or one
+            # stopping right now): ask its monitor, unless it is being deleted meanwhile.
+            with contextlib.suppress(NotFound):
+                found[name] = self._status(self._container(name))
         return {name: status for name, status in found.items() if status is not Status.STOPPED}
 
     def _state(self, name: str) -> InstanceState:

@@ -180,7 +180,7 @@ class InstanceCommands:
         if cfg.check_expanded(expanded) != state.pool:
             raise BadRequest("Changing the root disk's storage pool is not supported")
         if cfg.privileged(expanded.config) != cfg.privileged(i.expanded(state).config):
-            running = state.host_name in await i.live_statuses()
+            running = await i.live_status(state) is not Status.STOPPED
             if running:
                 raise BadRequest("security.privileged can only be changed while stopped")
         async with i.lock(state.id):
@@ -194,8 +194,7 @@ class InstanceCommands:
         mounted = await i.mount(state)
         spec = i.spec(state, mounted)
         await i.driver.update(spec)
-        statuses = await i.live_statuses()
-        if statuses.get(state.host_name) in (Status.RUNNING, Status.FROZEN):
+        if await i.live_status(state) is not Status.STOPPED:
             if i.driver.capabilities.live_limits:
                 await i.driver.set_limits(state.host_name, spec.limits)
 
@@ -222,7 +221,7 @@ class InstanceCommands:
         state = i.get(meta, body.name)
         project = i.project_or_404(meta)
         cmd_meta = i.meta(meta)
-        running = state.host_name in await i.live_statuses()
+        running = await i.live_status(state) is not Status.STOPPED
         command = agg.Rename(meta.project, body.new_name, False, running, cmd_meta)
         agg.decide(state, command)
         taken = i.projection.instances.get(project.id, body.new_name) is not None
@@ -239,7 +238,7 @@ class InstanceCommands:
                 raise Conflict(f'Name "{body.new_name}" already in use') from None
             try:
                 async with i.lock(state.id):
-                    running_now = state.host_name in await i.live_statuses()
+                    running_now = await i.live_status(state) is not Status.STOPPED
                     renamed = agg.Rename(meta.project, body.new_name, False, running_now, cmd_meta)
                     new = await i.decide(state.id, renamed)
                     await self.sync_host(new)  # the hostname follows the name

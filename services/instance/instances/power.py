@@ -46,7 +46,7 @@ class PowerHandlers:
         group.add(subject, wire.StateChange, self.change, concurrent=True)
 
     async def status(self, state: InstanceState) -> Status:
-        return (await self.i.live_statuses()).get(state.host_name, Status.STOPPED)
+        return await self.i.live_status(state)
 
     async def change(self, body: wire.StateChange, meta: RequestMeta) -> tuple[Any, int]:
         i = self.i
