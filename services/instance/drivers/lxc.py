@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import threading
@@ -23,6 +24,7 @@ from schemas.errors import BadRequest, Conflict, NotFound, WarrenError
 from services.instance.drivers import lxc_config, lxc_host
 from services.instance.drivers.base import DriverCapabilities, ExecProcess, InstanceDriver
 from services.instance.drivers.errors import DriverError
+from services.instance.drivers.lxc_attach import AttachHelper, AttachHelperGone
 from services.instance.drivers.lxc_process import LxcProcess
 from services.instance.drivers.spec import (
     HOST_NAME_RE,
@@ -34,6 +36,7 @@ from services.instance.drivers.spec import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _STATUS = {
     "RUNNING": Status.RUNNING,
@@ -63,6 +66,7 @@ class LxcDriver(InstanceDriver):
         # freeze cannot slip between exec's state check and its attach (which would hang).
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._attacher = AttachHelper()
 
     # -- the interface: each call runs its synchronous twin in a thread ---------------------
 
@@ -92,8 +96,8 @@ class LxcDriver(InstanceDriver):
 
     async def spawn(self, name: str, request: ExecRequest) -> ExecProcess:
         # _spawn takes the lock itself, only around the attach (not for the command's life).
-        pid = await self._run(name, "exec in", self._spawn, name, request, lock=False)
-        return LxcProcess(pid, name)
+        pid, helped = await self._run(name, "exec in", self._spawn, name, request, lock=False)
+        return LxcProcess(pid, name, self._attacher.exited if helped else None)
 
     async def delete(self, name: str) -> None:
         await self._run(name, "deleting", self._delete, name)
@@ -336,7 +340,9 @@ class LxcDriver(InstanceDriver):
             if not container.set_cgroup_item(key, value):
                 raise DriverError(f"setting {key}={value} on {name} failed")
 
-    def _spawn(self, name: str, request: ExecRequest) -> int:
+    def _spawn(self, name: str, request: ExecRequest) -> tuple[int, bool]:
+        """Attach the command; its host pid, and whether the attach helper did it (then the
+        helper, its parent, reports its end)."""
         env = {"PATH": _DEFAULT_PATH, "HOME": "/root" if request.uid == 0 else "/"}
         env.update(request.environment)
         with contextlib.ExitStack() as stack:
@@ -358,6 +364,21 @@ class LxcDriver(InstanceDriver):
                     raise BadRequest(f"instance {name} is frozen")
                 if status is not Status.RUNNING:
                     raise BadRequest(f"instance {name} is not running")
+                wanted = {
+                    "lxcpath": str(self.root),
+                    "name": name,
+                    "command": request.command,
+                    "env": env,
+                    "cwd": request.cwd,
+                    "uid": request.uid,
+                    "gid": request.gid,
+                }
+                try:
+                    return self._attacher.attach(wanted, (fds[0], fds[1], fds[2])), True
+                except AttachHelperGone as exc:
+                    log.warning("exec in %s without the attach helper: %s", name, exc)
+                except RuntimeError:
+                    raise self._fail(name, "exec in") from None
                 pid = container.attach(
                     lxc.attach_run_command,
                     request.command,
@@ -372,7 +393,7 @@ class LxcDriver(InstanceDriver):
                 )
         if pid <= 0:
             raise self._fail(name, "exec in")
-        return pid
+        return pid, False
 
     def _delete(self, name: str) -> None:
         home = self._home(name)

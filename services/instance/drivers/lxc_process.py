@@ -5,22 +5,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Awaitable, Callable
 
 from services.instance.drivers.base import ExecProcess
 from services.instance.drivers.errors import DriverError
 
 
 class LxcProcess(ExecProcess):
-    """An attached process: our child on the host.
+    """An attached process on the host: our child, or the attach helper's.
 
     Its end is awaited on a pidfd in the event loop, never in a worker thread: a thread per
     running command (an idle interactive shell holds one for hours) would soon exhaust the
     pool every other host call of the service needs.
     """
 
-    def __init__(self, pid: int, instance: str) -> None:
+    def __init__(
+        self,
+        pid: int,
+        instance: str,
+        reported: Callable[[int], Awaitable[int]] | None = None,
+    ) -> None:
         self.pid = pid
         self._instance = instance
+        #: Set when another process (the attach helper) is the parent: it reports the end.
+        self._reported = reported
         self._code: int | None = None
         self._waiting: asyncio.Future[int] | None = None
 
@@ -33,6 +41,8 @@ class LxcProcess(ExecProcess):
         return self._code
 
     async def _wait(self) -> int:
+        if self._reported is not None:
+            return await self._reported(self.pid)
         loop = asyncio.get_running_loop()
         try:
             pidfd = os.pidfd_open(self.pid)
