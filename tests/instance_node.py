@@ -222,6 +222,12 @@ class ScriptedInstances:
 
     async def _command(self, node: str, verb: str, meta: RequestMeta, body: dict[str, Any]):
         handler = getattr(self, "_" + verb.replace("-", "_"))
+        # A node answers only for the instances it holds (as the real node agent does).
+        name = body.get("name")
+        if verb != subjects.INSTANCE_CREATE and isinstance(name, str):
+            held = self.instances.get((meta.project, name))
+            if held is not None and held[1] != node:
+                raise NotFound("Instance not found")
         return await handler(node, meta, body)
 
     async def _operation(self, meta: RequestMeta, description: str, work: Any, **kw: Any):

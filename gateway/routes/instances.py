@@ -94,6 +94,15 @@ def own_node(request: web.Request) -> str:
     return state(request).server.environment.server_name
 
 
+#: (project, name) -> node, for the instances this gateway has located: instances do not move
+#: by themselves, and a node that no longer holds one answers "Instance not found", after
+#: which the location is looked up again.
+_NODES: dict[tuple[str, str], str] = {}
+_NODES_LIMIT = 65_536
+#: What a node answers for an instance it does not hold (schemas: the aggregate's NotFound).
+INSTANCE_NOT_FOUND = "Instance not found"
+
+
 async def locate(request: web.Request, name: str) -> InstanceResult:
     """The instance (404 from the service when unknown), with the node it lives on."""
     meta = context.meta(request)
@@ -101,7 +110,11 @@ async def locate(request: web.Request, name: str) -> InstanceResult:
     found = await state(request).bus.request(
         subjects.INSTANCES_GET, ByName(name=name).model_dump(), meta
     )
-    return InstanceResult.model_validate(found)
+    result = InstanceResult.model_validate(found)
+    if len(_NODES) >= _NODES_LIMIT:
+        _NODES.clear()
+    _NODES[(meta.project, name)] = result.node
+    return result
 
 
 def dump(body: BaseModel) -> dict[str, Any]:
@@ -117,10 +130,19 @@ async def node_command(
     timeout: float = COMMAND_TIMEOUT,
 ) -> Reply:
     """Send ``body`` to the node of the instance named in the URL (or to ``node``)."""
-    if node is None:
-        node = (await locate(request, request.match_info["name"])).node
-    subject = node_subject(verb, node)
-    return await state(request).bus.request_reply(subject, dump(body), meta, timeout)
+    bus = state(request).bus
+    if node is not None:
+        return await bus.request_reply(node_subject(verb, node), dump(body), meta, timeout)
+    name = request.match_info["name"]
+    known = _NODES.get((meta.project, name))
+    if known is not None:
+        reply = await bus.request_reply(node_subject(verb, known), dump(body), meta, timeout)
+        moved = reply.error is not None and reply.error.message == INSTANCE_NOT_FOUND
+        if not moved:
+            return reply
+        _NODES.pop((meta.project, name), None)
+    node = (await locate(request, name)).node
+    return await bus.request_reply(node_subject(verb, node), dump(body), meta, timeout)
 
 
 def operation_meta(request: web.Request) -> RequestMeta:

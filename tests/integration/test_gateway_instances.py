@@ -255,6 +255,25 @@ async def test_state_is_read_from_and_changed_on_the_node(gw, service) -> None:
     assert status == 400 and "action" in data["error"]
 
 
+async def test_a_known_location_is_reused_and_followed_when_the_instance_moves(
+    gw, service
+) -> None:
+    name = unique()
+    service.add(name, node="n2")
+    await gw.get(f"/1.0/instances/{name}/state")
+    looked_up = len(service.verbs("instance-get"))
+    await gw.get(f"/1.0/instances/{name}/state")
+    assert len(service.verbs("instance-get")) == looked_up  # the node was remembered
+
+    obj, _ = service.instances[("default", name)]
+    service.instances[("default", name)] = (obj, "test")  # it now lives on the other node
+    state = await gw.get(f"/1.0/instances/{name}/state")
+    assert state["status"] == "Stopped"
+    tried = [s.node for s in service.verbs("instance-state")[-2:]]
+    assert tried == ["n2", "test"]  # "Instance not found" on n2, then looked up again
+    assert len(service.verbs("instance-get")) == looked_up + 1
+
+
 async def test_api_extensions_include_what_lxc_needs(gw) -> None:
     extensions = (await gw.get("/1.0"))["api_extensions"]
     for needed in ("instances", "container_full", "instance_get_full", "api_filtering"):
