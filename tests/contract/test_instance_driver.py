@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import struct
-import subprocess
 import tempfile
 import termios
 import uuid
@@ -21,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from busybox_rootfs import MARKER, build_busybox_rootfs, shift_ownership
 
 from schemas.errors import BadRequest, Conflict, NotFound, WarrenError
 from services.instance.drivers import DRIVERS, InstanceDriver
@@ -47,38 +47,6 @@ pytestmark = [
 
 # privileged / unprivileged with an idmapped mount / unprivileged on a chowned ("shifted") copy
 MODES = ["privileged", "idmapped", "shifted"]
-
-
-def build_busybox_rootfs(path: Path) -> None:
-    """A minimal system: busybox, its applet links, and an init that keeps running."""
-    for sub in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root"):
-        (path / sub).mkdir(parents=True, exist_ok=True)
-    (path / "tmp").chmod(0o1777)
-    shutil.copy2(BUSYBOX, path / "bin/busybox")
-    applets = subprocess.run(
-        [str(BUSYBOX), "--list-full"], check=True, capture_output=True, text=True
-    ).stdout.split()
-    for applet in applets:
-        link = path / applet
-        if not link.exists() and not link.is_symlink():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to("/bin/busybox")
-    # init runs sysinit, then keeps a respawned sleeper: without a respawn line busybox init
-    # wants a console for its default askfirst shells.
-    (path / "etc/inittab").write_text(
-        "::sysinit:/bin/true\n::respawn:/bin/sleep 3600\n::shutdown:/bin/true\n"
-    )
-    (path / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:\n")
-    (path / "etc/group").write_text("root:x:0:\nnogroup:x:65534:\n")
-    (path / "etc/marker").write_text("rootfs belongs to storage\n")
-
-
-def shift_ownership(path: Path, offset: int) -> None:
-    """Chown a rootfs copy into the container's id range (what a shifted rootfs looks like)."""
-    for dirpath, dirnames, filenames in os.walk(path):
-        for entry in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
-            st = os.lstat(entry)
-            os.lchown(entry, st.st_uid + offset, st.st_gid + offset)
 
 
 def payload_cgroup(name: str, controller: str) -> Path:
@@ -242,7 +210,7 @@ async def test_lifecycle_exec_and_delete(host: Host):
     assert not await driver.exists(spec.name)
     assert not (driver.root / spec.name).exists()
     assert lxc_cgroups(spec.name) == []
-    assert (spec.rootfs / "etc/marker").read_text() == "rootfs belongs to storage\n"
+    assert (spec.rootfs / "etc/marker").read_text() == MARKER
     assert (spec.rootfs / "bin/busybox").exists()
     with pytest.raises(NotFound):
         await driver.state(spec.name)

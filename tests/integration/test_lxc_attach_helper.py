@@ -21,6 +21,10 @@ pytestmark = [
 ]
 
 
+def command_of(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 def parent_and_sockets(pid: int) -> tuple[int, bool]:
     """A process's parent pid, and whether it holds any socket."""
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -53,6 +57,11 @@ async def test_commands_are_attached_by_the_helper_and_survive_its_death():
         assert await driver.exec(host.host_name, ExecRequest(command=["sh", "-c", "exit 4"])) == 4
         (helper,) = helper_pids() - before
         sleeper = await driver.spawn(host.host_name, ExecRequest(command=["sleep", "600"]))
+        # Until it has exec'd, the attached child still holds LXC's own sync socket.
+        for _ in range(200):
+            if command_of(sleeper.pid).startswith(b"sleep"):
+                break
+            await asyncio.sleep(0.01)
         parent, has_socket = parent_and_sockets(sleeper.pid)
         assert parent == helper  # not a fork of this (large) process
         assert not has_socket  # no line to the helper
