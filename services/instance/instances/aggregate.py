@@ -13,6 +13,7 @@ from typing import Any, Literal
 from schemas import events
 from schemas.envelope import Event
 from schemas.errors import BadRequest, Conflict, NotFound
+from services.instance.catalog import validation
 from services.instance.catalog.meta import ANONYMOUS, CommandMeta, check_etag, new_event
 from services.instance.instances import config as checks
 from services.instance.instances.state import FROZEN, INSTANCE, RUNNING, STOPPED, InstanceState
@@ -171,7 +172,7 @@ def _update(state: InstanceState, cmd: Update) -> list[Event]:
         ephemeral = cmd.ephemeral if has("ephemeral") else state.ephemeral
     # volatile.* keys are Warren's own bookkeeping: a PUT that drops them keeps them.
     volatile = {k: v for k, v in state.config.items() if k.startswith("volatile.")}
-    config = checks.clean_config({**volatile, **config})
+    config = validation.clean_config({**volatile, **config})
     checks.check_instance(config, devices)
     if cmd.architecture and cmd.architecture != state.architecture:
         raise BadRequest("Changing the architecture of an instance is not supported")

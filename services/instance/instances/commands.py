@@ -25,6 +25,7 @@ from services.common.endpoints import EndpointGroup
 from services.common.names import event_meta
 from services.common.operations import RunningOperation, lxd_time
 from services.common.revert import Reverter
+from services.instance.catalog import validation
 from services.instance.catalog.state import object_url
 from services.instance.drivers.spec import Status, host_name_for
 from services.instance.instances import aggregate as agg
@@ -85,7 +86,7 @@ class InstanceCommands:
         profiles = ["default"] if body.profiles is None else list(body.profiles)
         if len(set(profiles)) != len(profiles):
             raise BadRequest("Duplicate profile found in request")
-        config = cfg.clean_config(body.config)
+        config = validation.clean_config(body.config)
         cfg.check_instance(config, body.devices)
         expanded = expand(config, body.devices, i.profile_layers(project, profiles))
         pool = cfg.check_expanded(expanded)

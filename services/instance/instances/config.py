@@ -38,11 +38,6 @@ def check_name(name: str) -> None:
         raise BadRequest(f"Invalid instance name: {problem}")
 
 
-def clean_config(config: dict[str, str]) -> dict[str, str]:
-    """Empty values mean unset (``lxc config unset`` through PATCH relies on it)."""
-    return {k: v for k, v in config.items() if v != ""}
-
-
 def check_instance(config: dict[str, str], devices: dict[str, dict[str, str]]) -> None:
     """Validate an instance's own config and devices (before profile expansion)."""
     keys.check_profile_config({k: v for k, v in config.items() if not k.startswith(_INSTANCE_ONLY)})
@@ -78,10 +73,10 @@ def check_type(instance_type: str) -> None:
         raise BadRequest(f"Invalid instance type {instance_type!r}")
 
 
-def memory_bytes(value: str, total: int) -> int:
-    """``limits.memory``: a size (``64MB``, ``1GiB``) or a percentage of ``total``."""
+def memory_bytes(value: str) -> int:
+    """``limits.memory``: a size (``64MB``, ``1GiB``) or a percentage of the host's memory."""
     if value.endswith("%"):
-        return int(total * int(value[:-1]) / 100)
+        return int(host_memory() * int(value[:-1]) / 100)
     size = parse_size(value)
     if size is None:
         raise BadRequest(f"Invalid value for limits.memory {value!r}")
@@ -107,7 +102,7 @@ def limits_of(config: dict[str, str]) -> Limits:
         cpu = int(raw_cpu) if raw_cpu.isdigit() else raw_cpu
     memory = None
     if config.get("limits.memory"):
-        memory = memory_bytes(config["limits.memory"], host_memory())
+        memory = memory_bytes(config["limits.memory"])
     processes = int(config["limits.processes"]) if config.get("limits.processes") else None
     try:
         return Limits(

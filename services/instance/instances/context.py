@@ -41,12 +41,11 @@ log = logging.getLogger(__name__)
 STATUS_CODES = {"Running": 103, "Stopped": 102, "Frozen": 110, "Error": 112}
 #: Every unprivileged container shares this map (LXD's default, non-isolated).
 DEFAULT_IDMAP = VolumeIdMap()
-#: Architectures as LXD names them, from the kernel's.
-ARCHITECTURES = {"x86_64": "x86_64", "aarch64": "aarch64", "armv7l": "armv7l"}
 
 
 def host_architecture() -> str:
-    return ARCHITECTURES.get(platform.machine(), platform.machine())
+    """The host's architecture; LXD's names are the kernel's (x86_64, aarch64, ...)."""
+    return platform.machine()
 
 
 @dataclass
