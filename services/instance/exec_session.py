@@ -6,6 +6,7 @@ handler) makes the session, records the operation with its metadata, and runs
 
     session = ExecSession(nc, host, request, operation_id)   # BadRequest for a bad request
     await session.prepare()   # listens for attaches, control and stdin before anyone knows
+    session.begin()           # spawns the command behind its gate (optional: run() does too)
     try:
         op = await operations.start(
             session.run,
@@ -27,9 +28,11 @@ operation kills the command).
 
 With ``wait-for-websocket`` the command starts once the gateway has attached fds ``0``, ``1``
 and ``2`` (interactive: ``0``); ``control`` may come at any time, as in LXD (pylxd never opens
-it). Without it, the command starts at once, stdin is /dev/null and output goes to
-``exec_<operation>.stdout`` / ``.stderr`` in ``host.state_dir`` with record-output (served by
-the logs handler), or nowhere.
+it). The command is spawned gated (``ExecRequest.gate``) as soon as :meth:`ExecSession.begin`
+is called, so the attach into the container overlaps the client connecting its websockets;
+the gate opens once they are all attached. Without it, the command starts at once, stdin
+is /dev/null and output goes to ``exec_<operation>.stdout`` / ``.stderr`` in
+``host.state_dir`` with record-output (served by the logs handler), or nowhere.
 
 The pieces: :mod:`~services.instance.exec_env` (the environment LXD gives a command),
 :mod:`~services.instance.exec_fds` (non-blocking fds on the loop),
@@ -58,7 +61,7 @@ from schemas.exec_io import STDIN_IDLE_TIMEOUT, Attach, Control, fds_for
 from schemas.instances import ExecStart
 from schemas.messages import Reply
 from services.instance.drivers.base import ExecProcess
-from services.instance.drivers.spec import ExecRequest
+from services.instance.drivers.spec import GATE_OPEN, ExecRequest
 from services.instance.exec_env import (
     DEFAULT_PATH,
     check_request,
@@ -131,6 +134,10 @@ class ExecSession:
         self._process: ExecProcess | None = None
         self._waiter: asyncio.Task[int] | None = None
         self._pty: int | None = None
+        self._spawning: asyncio.Task[None] | None = None
+        self._gate: int | None = None
+        self._stdin_fd: int | None = None
+        self._outputs: dict[str, int] = {}
         self._fds: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -173,19 +180,25 @@ class ExecSession:
             await self.close()
             raise
 
+    def begin(self) -> None:
+        """Start spawning the command, gated, while the client connects (idempotent; only
+        with websockets). Call it as early as possible; :meth:`run` calls it too."""
+        if self.websockets and self._spawning is None and not self._closed:
+            self._spawning = self._task(self._spawn_gated())
+
     async def run(self, op: Any = None) -> dict[str, Any]:
         """The operation's work: run the command to its end; ``{"return": code, ...}``."""
         try:
             if not self.websockets:
                 return await self._run_detached()
             await self.prepare()
+            self.begin()
             try:
-                await asyncio.wait_for(self._all_attached.wait(), ATTACH_TIMEOUT)
-            except TimeoutError:
+                await self._until_attached()
+            except BaseException as exc:
                 await self._end_streams()
-                raise BadRequest("Timed out waiting for websockets") from None
-            except asyncio.CancelledError:
-                await self._end_streams()
+                if self._stdin is not None and isinstance(exc, WarrenError):
+                    await self._stdin.fail(exc)
                 raise
             return await self._run_attached()
         finally:
@@ -258,45 +271,83 @@ class ExecSession:
         err = self._keep(os.open(self.log_path("2"), flags, 0o640))
         return out, err
 
-    async def _run_attached(self) -> dict[str, Any]:
-        outputs: dict[str, int] = {}
+    async def _spawn_gated(self) -> None:
+        """Make the command's fds and spawn it behind a gate (``_open_gate`` lets it run)."""
+        gate_r, self._gate = (self._keep(fd) for fd in os.pipe())
+        if self.interactive:
+            pty = await open_terminal(self.host)
+            main, secondary = self._keep(pty.main), self._keep(pty.secondary)
+            self._pty = main
+            if self._window is not None:
+                resize(main, *self._window)
+            os.set_blocking(main, False)
+            request = await self._exec_request(stdin=secondary, stdout=secondary, stderr=secondary)
+            self._stdin_fd, self._outputs = main, {"1": main}
+            parent_ends = [secondary, gate_r]
+        else:
+            in_r, in_w = (self._keep(fd) for fd in os.pipe())
+            out_r, out_w = (self._keep(fd) for fd in os.pipe())
+            err_r, err_w = (self._keep(fd) for fd in os.pipe())
+            for fd in (in_w, out_r, err_r):
+                os.set_blocking(fd, False)
+            request = await self._exec_request(stdin=in_r, stdout=out_w, stderr=err_w)
+            self._stdin_fd, self._outputs = in_w, {"1": out_r, "2": err_r}
+            parent_ends = [in_r, out_w, err_w, gate_r]
+        request.gate = gate_r
+        spawn = asyncio.ensure_future(self._spawn(request))
         try:
-            if self.interactive:
-                pty = await open_terminal(self.host)
-                main, secondary = self._keep(pty.main), self._keep(pty.secondary)
-                self._pty = main
-                if self._window is not None:
-                    resize(main, *self._window)
-                os.set_blocking(main, False)
-                request = await self._exec_request(
-                    stdin=secondary, stdout=secondary, stderr=secondary
-                )
-                stdin_fd, outputs = main, {"1": main}
-                parent_ends = [secondary]
-            else:
-                in_r, in_w = (self._keep(fd) for fd in os.pipe())
-                out_r, out_w = (self._keep(fd) for fd in os.pipe())
-                err_r, err_w = (self._keep(fd) for fd in os.pipe())
-                for fd in (in_w, out_r, err_r):
-                    os.set_blocking(fd, False)
-                request = await self._exec_request(stdin=in_r, stdout=out_w, stderr=err_w)
-                stdin_fd, outputs = in_w, {"1": out_r, "2": err_r}
-                parent_ends = [in_r, out_w, err_w]
-            try:
-                await self._spawn(request)
-            finally:
-                # The child has its copies: ours would keep the streams from ever ending.
-                for fd in parent_ends:
-                    self._close_fd(fd)
+            await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            # The attach goes on in its thread: let it end (close() then kills the child)
+            # before the fds it is handing over are closed under it.
+            with contextlib.suppress(BaseException):
+                await spawn
+            raise
+        finally:
+            # The child has its copies: ours would keep the streams from ever ending.
+            for fd in parent_ends:
+                self._close_fd(fd)
+
+    async def _until_attached(self) -> None:
+        """Wait for the gateway's attaches; a failed spawn ends the wait at once."""
+        assert self._spawning is not None
+        attached = asyncio.ensure_future(self._all_attached.wait())
+        try:
+            await asyncio.wait(
+                {attached, self._spawning},
+                timeout=ATTACH_TIMEOUT,
+                return_when=asyncio.FIRST_EXCEPTION,
+            )
+        finally:
+            attached.cancel()
+        spawning = self._spawning
+        if spawning.done() and not spawning.cancelled() and spawning.exception() is not None:
+            await spawning  # raises its failure
+        if not self._all_attached.is_set():
+            raise BadRequest("Timed out waiting for websockets")
+
+    def _open_gate(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            os.write(gate, GATE_OPEN)
+            self._close_fd(gate)
+
+    async def _run_attached(self) -> dict[str, Any]:
+        assert self._spawning is not None
+        try:
+            await self._spawning
         except BaseException as exc:
             await self._end_streams()
             if self._stdin is not None and isinstance(exc, WarrenError):
                 await self._stdin.fail(exc)
             raise
-        assert self._waiter is not None
+        self._open_gate()
+        assert self._waiter is not None and self._stdin_fd is not None
         waiter = self._waiter
-        relays = [self._task(self._send_output(name, fd, waiter)) for name, fd in outputs.items()]
-        self._task(self._relay_stdin(stdin_fd))
+        relays = [
+            self._task(self._send_output(name, fd, waiter)) for name, fd in self._outputs.items()
+        ]
+        self._task(self._relay_stdin(self._stdin_fd))
         try:
             code = await asyncio.shield(waiter)
         except asyncio.CancelledError:
@@ -365,6 +416,9 @@ class ExecSession:
         await respond(msg, reply)
 
     def _signal(self, signum: int) -> None:
+        """Signal the command; before its gate opened there is no command yet to signal."""
+        if self._gate is not None:
+            return
         if self._process is not None and self._waiter is not None and not self._waiter.done():
             self._process.signal(signum)
 

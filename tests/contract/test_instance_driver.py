@@ -25,6 +25,8 @@ from busybox_rootfs import MARKER, build_busybox_rootfs, shift_ownership
 from schemas.errors import BadRequest, Conflict, NotFound, WarrenError
 from services.instance.drivers import DRIVERS, InstanceDriver
 from services.instance.drivers.spec import (
+    GATE_CLOSED_CODE,
+    GATE_OPEN,
     ExecRequest,
     IdMap,
     InstanceSpec,
@@ -297,6 +299,57 @@ async def test_spawned_commands_take_signals_and_a_terminal(unprivileged: Host):
     output = await asyncio.to_thread(read_pty, main)
     assert "40 120" in output and "tty-2" in output and "42" in output
     shell.signal(signal.SIGTERM)  # after the end: nothing happens
+
+
+async def test_a_gated_command_runs_only_once_its_gate_opens(unprivileged: Host):
+    # exec spawns the command while the client connects; it must not run before it is let.
+    driver = unprivileged.driver
+    spec = unprivileged.spec()
+    await driver.create(spec)
+    await driver.start(spec.name)
+    out_r, out_w = os.pipe()
+    os.set_blocking(out_r, False)
+    gate_r, gate_w = os.pipe()
+    try:
+        command = ["sh", "-c", "echo $FOO; id -u; exit 4"]
+        request = ExecRequest(
+            command=command, environment={"FOO": "bar"}, uid=7, stdout=out_w, gate=gate_r
+        )
+        process = await driver.spawn(spec.name, request)
+    finally:
+        os.close(out_w)
+        os.close(gate_r)
+    await asyncio.sleep(0.3)
+    with pytest.raises(BlockingIOError):  # nothing written: it has not run
+        os.read(out_r, 100)
+    os.write(gate_w, GATE_OPEN)
+    os.close(gate_w)
+    assert await asyncio.wait_for(process.wait(), HANG_GUARD) == 4
+    os.set_blocking(out_r, True)
+    with os.fdopen(out_r, "rb") as out:
+        assert out.read() == b"bar\n7\n"  # its environment, as the requested user
+
+    # A gate closed without opening: the command never runs.
+    gate_r, gate_w = os.pipe()
+    try:
+        request = ExecRequest(command=["touch", "/never"], gate=gate_r)
+        process = await driver.spawn(spec.name, request)
+    finally:
+        os.close(gate_r)
+    os.close(gate_w)
+    assert await asyncio.wait_for(process.wait(), HANG_GUARD) == GATE_CLOSED_CODE
+    assert not (spec.rootfs / "never").exists()
+
+    # A missing command behind a gate fails as an ungated one does.
+    gate_r, gate_w = os.pipe()
+    try:
+        process = await driver.spawn(spec.name, ExecRequest(command=["nope"], gate=gate_r))
+    finally:
+        os.close(gate_r)
+    os.write(gate_w, GATE_OPEN)
+    os.close(gate_w)
+    ungated = await unprivileged.run(spec.name, ["nope"])
+    assert await asyncio.wait_for(process.wait(), HANG_GUARD) == ungated[0] == 127
 
 
 async def test_many_long_running_commands_leave_the_driver_free(unprivileged: Host):

@@ -72,3 +72,11 @@ async def test_commands_are_attached_by_the_helper_and_survive_its_death():
         code = await driver.exec(host.host_name, ExecRequest(command=["sh", "-c", "exit 5"]))
         assert code == 5
         assert len(helper_pids() - before) == 1  # a new helper took over
+
+
+def test_the_helper_spells_the_gate_as_the_driver_spec_does():
+    # The helper imports only the standard library, so it carries its own copies.
+    from services.instance.drivers import lxc_attach_server, spec
+
+    assert lxc_attach_server.GATE_OPEN == spec.GATE_OPEN
+    assert lxc_attach_server.GATE_CLOSED_CODE == spec.GATE_CLOSED_CODE

@@ -24,7 +24,8 @@ from schemas.errors import BadRequest, Conflict, NotFound, WarrenError
 from services.instance.drivers import lxc_config, lxc_host
 from services.instance.drivers.base import DriverCapabilities, ExecProcess, InstanceDriver
 from services.instance.drivers.errors import DriverError
-from services.instance.drivers.lxc_attach import AttachHelper, AttachHelperGone
+from services.instance.drivers.lxc_attach import AttachHelper, AttachHelperGone, AttachRefused
+from services.instance.drivers.lxc_attach_server import exec_when_opened
 from services.instance.drivers.lxc_process import LxcProcess
 from services.instance.drivers.spec import (
     HOST_NAME_RE,
@@ -353,17 +354,14 @@ class LxcDriver(InstanceDriver):
                     stack.callback(os.close, devnull)
                     fd = devnull
                 fds.append(fd)
+            if request.gate is not None:
+                fds.append(request.gate)
             # Under the instance lock, so that no freeze slips between the check and the attach.
             # A pty given as stdin becomes the command's controlling terminal (LXC's attach
             # does that for a tty stdin), so interactive shells get job control and SIGWINCH.
             with self._locked(name):
-                container = self._container(name)
-                status = self._status(container)
-                # Attaching to a frozen container hangs until it is thawed: refuse instead.
-                if status is Status.FROZEN:
-                    raise BadRequest(f"instance {name} is frozen")
-                if status is not Status.RUNNING:
-                    raise BadRequest(f"instance {name} is not running")
+                if not self._config_path(name).is_file():
+                    raise NotFound(f"instance {name} not found on this host")
                 wanted = {
                     "lxcpath": str(self.root),
                     "name": name,
@@ -374,14 +372,30 @@ class LxcDriver(InstanceDriver):
                     "gid": request.gid,
                 }
                 try:
-                    return self._attacher.attach(wanted, (fds[0], fds[1], fds[2])), True
+                    # The helper checks the state itself: no python-lxc call here, which
+                    # would hold the service's GIL while it talks to the monitor.
+                    return self._attacher.attach(wanted, tuple(fds)), True
+                except AttachRefused as exc:
+                    raise BadRequest(f"instance {name} is {exc}") from None
                 except AttachHelperGone as exc:
                     log.warning("exec in %s without the attach helper: %s", name, exc)
                 except RuntimeError:
                     raise self._fail(name, "exec in") from None
+                container = self._container(name)
+                status = self._status(container)
+                # Attaching to a frozen container hangs until it is thawed: refuse instead.
+                if status is Status.FROZEN:
+                    raise BadRequest(f"instance {name} is frozen")
+                if status is not Status.RUNNING:
+                    raise BadRequest(f"instance {name} is not running")
+                run, argument = (
+                    (exec_when_opened, (request.gate, request.command))
+                    if request.gate is not None
+                    else (lxc.attach_run_command, request.command)
+                )
                 pid = container.attach(
-                    lxc.attach_run_command,
-                    request.command,
+                    run,
+                    argument,
                     env_policy=lxc.LXC_ATTACH_CLEAR_ENV,
                     extra_env_vars=[f"{key}={value}" for key, value in env.items()],
                     initial_cwd=request.cwd,

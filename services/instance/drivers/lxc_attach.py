@@ -33,6 +33,10 @@ class AttachHelperGone(Exception):
     """The helper is not running (it died, or could not start)."""
 
 
+class AttachRefused(Exception):
+    """The container is frozen or not running (the helper's word: ``frozen``, ...)."""
+
+
 class _Exit:
     """One attached command's end: its code once known, and who waits for it."""
 
@@ -135,8 +139,9 @@ class AttachHelper:
         if future is not None and loop is not None:
             loop.call_soon_threadsafe(_resolve, future, code)
 
-    def attach(self, request: dict[str, Any], fds: tuple[int, int, int]) -> int:
-        """Attach a command (blocking; from a worker thread); its host pid."""
+    def attach(self, request: dict[str, Any], fds: tuple[int, ...]) -> int:
+        """Attach a command (blocking; from a worker thread); its host pid. ``fds``: stdin,
+        stdout, stderr and optionally a gate (the helper's ``exec_when_opened``)."""
         sock = self._ensure()
         request_id = next(self._ids)
         event, box = threading.Event(), []
@@ -152,6 +157,8 @@ class AttachHelper:
             self._replies.pop(request_id, None)
             raise AttachHelperGone("the attach helper did not answer")
         reply = box[0]
+        if "refused" in reply:
+            raise AttachRefused(str(reply["refused"]))
         if "pid" not in reply:
             raise RuntimeError(str(reply.get("error", "lxc attach failed")))
         return int(reply["pid"])

@@ -19,6 +19,10 @@ HOST_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ALLOWANCE_RE = re.compile(r"^(\d{1,3})%$|^(\d+)ms/(\d+)ms$")
 _CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: The byte that lets a gated command (``ExecRequest.gate``) run.
+GATE_OPEN = b"\x01"
+#: The exit code of a gated command whose gate was closed without it (it never ran).
+GATE_CLOSED_CODE = 126
 
 
 def host_name_for(instance_id: uuid.UUID | str) -> str:
@@ -154,6 +158,10 @@ class ExecRequest(BaseModel):
 
     For an interactive command, pass a pty's secondary end as stdin, stdout and stderr: it
     becomes the command's controlling terminal.
+
+    ``gate``, a pipe's read end, splits the spawn in two: the command is made ready in the
+    instance (the costly part) but runs only once one byte (``GATE_OPEN``) is written to the
+    pipe; if the writer closes it first, it never runs and ends with ``GATE_CLOSED_CODE``.
     """
 
     command: list[str] = Field(min_length=1)
@@ -164,6 +172,7 @@ class ExecRequest(BaseModel):
     stdin: int | None = None
     stdout: int | None = None
     stderr: int | None = None
+    gate: int | None = None
 
     @field_validator("environment")
     @classmethod

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import uuid
 from typing import Any
 
@@ -290,4 +289,4 @@ class InstanceCommands:
                 state.name,
                 exc.message,
             )
-        await asyncio.to_thread(shutil.rmtree, i.state_dir(state), True)
+        await i.remove_state_dir(state)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,8 @@ class Instances:
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
     #: Host name -> rootfs path of the volumes this process mounted (paths never change).
     _rootfs: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Host names whose state directory this process has made.
+    _state_dirs: set[str] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         self.names = NameRegistry(self.catalog.store, INSTANCE)
@@ -189,6 +192,10 @@ class Instances:
     def state_dir(self, state: InstanceState) -> Path:
         return self.state_root / state.host_name
 
+    async def remove_state_dir(self, state: InstanceState) -> None:
+        self._state_dirs.discard(state.host_name)
+        await asyncio.to_thread(shutil.rmtree, self.state_dir(state), True)
+
     async def host(self, meta: RequestMeta, name: str) -> HostInstance:
         """The :class:`HostInstance` of an instance of this node, its volume mounted."""
         await self.fresh()
@@ -203,7 +210,9 @@ class Instances:
         rootfs = Path(known) if known and not mount else Path((await self.mount(state)).path)
         expanded = self.expanded(state)
         directory = self.state_dir(state)
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        if state.host_name not in self._state_dirs:
+            await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+            self._state_dirs.add(state.host_name)
         return HostInstance(
             instance_id=state.id,
             name=state.name,
@@ -218,12 +227,22 @@ class Instances:
 
     # -- the log ---------------------------------------------------------------------------
 
-    async def decide(self, instance_id: str, command: agg.Command) -> InstanceState:
-        """Decide on fresh state and append, retrying on concurrent writes; the new state."""
+    async def decide(
+        self, instance_id: str, command: agg.Command, optimistic: bool = False
+    ) -> InstanceState:
+        """Decide on fresh state and append, retrying on concurrent writes; the new state.
+
+        ``optimistic``: the first decision is on the projection as it is (no barrier round
+        trip); a concurrent write makes the append fail, and the retry is on fresh state.
+        """
         decided: list[InstanceState] = []
+        attempts = 0
 
         async def decision() -> tuple[Sequence[Event], int]:
-            await self.fresh()
+            nonlocal attempts
+            attempts += 1
+            if not (optimistic and attempts == 1):
+                await self.fresh()
             current = self.projection.instances.by_id.get(instance_id)
             events = agg.decide(current, command)
             decided[:] = [agg.from_event(events[-1])] if events else []
@@ -241,7 +260,8 @@ class Instances:
     async def record(
         self, host: HostInstance, event_type: str, extra: dict[str, Any], meta: RequestMeta
     ) -> int:
-        """Record an action on an instance (exec, file transfer) for the audit trail."""
+        """Record an action on an instance (exec, file transfer) for the audit trail:
+        optimistically, as callers have just read the instance on fresh state."""
         command = agg.RecordAction(host.project, event_type, extra, self.meta(meta))
-        await self.decide(host.instance_id, command)
+        await self.decide(host.instance_id, command, optimistic=True)
         return self.projection.seq_of(host.instance_id)
