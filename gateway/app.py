@@ -34,6 +34,7 @@ from gateway.routes import (
     storage,
 )
 from gateway.state import STATE, GatewaySettings, GatewayState
+from schemas import eventloop
 from schemas.client import Bus
 
 log = logging.getLogger("gateway")
@@ -183,4 +184,4 @@ def main() -> None:
         level=os.environ.get("WARREN_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(GatewaySettings.from_env()))
+    eventloop.run(serve(GatewaySettings.from_env()))

@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+from schemas import eventloop
 from schemas.client import Bus
 from services.common.endpoints import EndpointGroup
 from services.common.eventstore import EventStore
@@ -117,4 +118,4 @@ def run_service(
         log.info("%s ready on node %s", name, runtime.settings.node)
         await runtime.serve_forever()
 
-    asyncio.run(main())
+    eventloop.run(main())
