@@ -21,7 +21,8 @@ def source_of(event: LogEvent) -> str | None:
     name = event.payload.get("name")
     if template is None or not isinstance(name, str):
         return None
-    source = template.format(name=quote(name, safe=""))
+    network = str(event.payload.get("network", ""))  # a network forward's network
+    source = template.format(name=quote(name, safe=""), network=quote(network, safe=""))
     if event.project != DEFAULT_PROJECT and event.aggregate != PROJECT_AGGREGATE:
         source += f"?project={quote(event.project, safe='')}"
     return source

@@ -163,3 +163,22 @@ for _type in (
 ):
     register(_type)
     LIFECYCLE_SOURCES[_type] = "/1.0/instances/{name}"
+
+# Networks (aggregate "network", owned by the network service of the node holding them).
+# The network Warren makes on a node's first start carries ``"default": true``.
+NETWORK_CREATED = "network-created"
+NETWORK_UPDATED = "network-updated"
+NETWORK_RENAMED = "network-renamed"
+NETWORK_DELETED = "network-deleted"
+for _type in (NETWORK_CREATED, NETWORK_UPDATED, NETWORK_RENAMED, NETWORK_DELETED):
+    register(_type)
+    LIFECYCLE_SOURCES[_type] = "/1.0/networks/{name}"
+
+# Network forwards (aggregate "network-forward"; ``name`` is the listen address, the payload
+# also names the network).
+NETWORK_FORWARD_CREATED = "network-forward-created"
+NETWORK_FORWARD_UPDATED = "network-forward-updated"
+NETWORK_FORWARD_DELETED = "network-forward-deleted"
+for _type in (NETWORK_FORWARD_CREATED, NETWORK_FORWARD_UPDATED, NETWORK_FORWARD_DELETED):
+    register(_type)
+    LIFECYCLE_SOURCES[_type] = "/1.0/networks/{network}/forwards/{name}"

@@ -168,3 +168,31 @@ STORAGE_INSTANCE_VOLUME_LIST = "instance-volume-list"
 def storage(verb: str, node: str) -> str:
     """Subject of a storage command or query on one node: ``storage.<node>.<verb>``."""
     return command(STORAGE, verb, node)
+
+
+# The network service is node-scoped: each node serves its own networks (bridges, their
+# dnsmasq and firewall rules) on ``network.<node>.<verb>``.
+NETWORK = "network"
+NETWORK_AGGREGATE = "network"
+NETWORK_FORWARD_AGGREGATE = "network-forward"
+NETWORK_CREATE = "network-create"
+NETWORK_UPDATE = "network-update"
+NETWORK_RENAME = "network-rename"
+NETWORK_DELETE = "network-delete"
+NETWORK_LIST = "network-list"
+NETWORK_GET = "network-get"
+NETWORK_STATE = "network-state"
+NETWORK_LEASES = "network-leases"
+NETWORK_FORWARD_CREATE = "forward-create"
+NETWORK_FORWARD_UPDATE = "forward-update"
+NETWORK_FORWARD_DELETE = "forward-delete"
+NETWORK_FORWARD_LIST = "forward-list"
+NETWORK_FORWARD_GET = "forward-get"
+# Asked by the instance service of the same node (schemas.networks).
+NETWORK_NIC_PLUG = "nic-plug"
+NETWORK_NIC_UNPLUG = "nic-unplug"
+
+
+def network(verb: str, node: str) -> str:
+    """Subject of a network command or query on one node: ``network.<node>.<verb>``."""
+    return command(NETWORK, verb, node)

@@ -15,6 +15,10 @@ class Settings(BaseModel):
     warren_dir: Path
     nats_url: str
     node: str
+    #: The managed bridge a node makes on its first start (``lxdbr0`` in LXD); the default
+    #: profile's ``eth0`` uses it. Host interface names are global: two Warrens on one
+    #: machine need different ones.
+    default_network: str = "warrenbr0"
 
     @property
     def snapshot_dir(self) -> Path:
@@ -26,4 +30,5 @@ class Settings(BaseModel):
             warren_dir=Path(os.environ.get("WARREN_DIR", "/var/lib/warren")),
             nats_url=os.environ.get("WARREN_NATS_URL", "nats://127.0.0.1:4222"),
             node=os.environ.get("WARREN_NODE") or socket.gethostname().split(".")[0],
+            default_network=os.environ.get("WARREN_DEFAULT_NETWORK", "warrenbr0"),
         )
