@@ -1,0 +1,1 @@
+"""The network service (node-scoped): managed bridges with DHCP, DNS, NAT and forwards."""
