@@ -173,6 +173,11 @@ NETWORK_DELETED = "network-deleted"
 for _type in (NETWORK_CREATED, NETWORK_UPDATED, NETWORK_RENAMED, NETWORK_DELETED):
     register(_type)
     LIFECYCLE_SOURCES[_type] = "/1.0/networks/{name}"
+# An instance nic joined or left the network (its DHCP/DNS entry); not LXD lifecycle events.
+NETWORK_NIC_PLUGGED = "network-nic-plugged"
+NETWORK_NIC_UNPLUGGED = "network-nic-unplugged"
+register(NETWORK_NIC_PLUGGED)
+register(NETWORK_NIC_UNPLUGGED)
 
 # Network forwards (aggregate "network-forward"; ``name`` is the listen address, the payload
 # also names the network).

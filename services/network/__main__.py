@@ -1,0 +1,14 @@
+"""``python -m services.network``: run this node's network service."""
+
+from __future__ import annotations
+
+from services.common.runtime import ServiceRuntime, run_service
+from services.network.service import NAME, setup
+
+
+async def _setup(runtime: ServiceRuntime) -> None:
+    await setup(runtime)
+
+
+if __name__ == "__main__":
+    run_service(NAME, _setup, scope="node")
