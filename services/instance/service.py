@@ -19,6 +19,7 @@ from services.common.operations import OperationRecorder
 from services.common.runtime import ServiceRuntime
 from services.instance.catalog import defaults
 from services.instance.catalog.context import Catalog
+from services.instance.catalog.default_nic import DefaultProfileNic
 from services.instance.catalog.history import HistoryHandler
 from services.instance.catalog.profile_handlers import ProfileHandlers
 from services.instance.catalog.project_handlers import ProjectHandlers
@@ -73,6 +74,7 @@ async def setup(runtime: ServiceRuntime) -> Catalog:
     ProjectHandlers(catalog).register(runtime.endpoints)
     HistoryHandler(catalog).register(runtime.endpoints)
     runtime.add_reaction(DefaultProfileRootDisk(store))
+    runtime.add_reaction(DefaultProfileNic(store))
 
     await asyncio.to_thread(_searchable, settings.warren_dir)
     driver = DRIVERS[DRIVER](settings.warren_dir / "lxc")

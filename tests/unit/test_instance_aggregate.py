@@ -136,7 +136,7 @@ def test_limits_from_config() -> None:
     assert cfg.limits_of({"limits.memory": "50%"}).memory == cfg.host_memory() // 2
 
 
-def test_only_the_root_disk_is_given_to_containers() -> None:
+def test_containers_get_the_root_disk_and_bridged_nics_only() -> None:
     root = {"root": {"type": "disk", "path": "/", "pool": "fast"}}
     assert cfg.check_expanded(expand({}, {}, [({}, root)])) == "fast"
     masked = expand({}, {"eth0": {"type": "none"}}, [({}, root)])
@@ -144,7 +144,9 @@ def test_only_the_root_disk_is_given_to_containers() -> None:
     with pytest.raises(BadRequest, match="No root device"):
         cfg.check_expanded(expand({}, {}, []))
     nic = {"eth0": {"type": "nic", "nictype": "bridged", "parent": "br0"}}
-    with pytest.raises(BadRequest, match=r'Device "eth0" \(type nic\) is not supported'):
-        cfg.check_expanded(expand({}, nic, [({}, root)]))
+    assert cfg.check_expanded(expand({}, nic, [({}, root)])) == "fast"
+    proxy = {"web": {"type": "proxy", "listen": "tcp:0.0.0.0:80", "connect": "tcp:1.2.3.4:80"}}
+    with pytest.raises(BadRequest, match=r'Device "web" \(type proxy\) is not supported'):
+        cfg.check_expanded(expand({}, proxy, [({}, root)]))
     with pytest.raises(BadRequest, match=r"limits\.memory"):
         cfg.check_expanded(expand({"limits.memory": "lots"}, {}, [({}, root)]))

@@ -68,8 +68,9 @@ for dev in /sys/class/net/*; do
     [ "$name" = lo ] || [ ! -e "$dev" ] && continue
     ip link set "$name" up 2>/dev/null
     # In the background: a container without a DHCP server must still boot at once.
+    # -x hostname: the DHCP server learns the name, for its DNS.
     udhcpc -f -i "$name" -s /usr/share/udhcpc/default.script -p "/run/udhcpc.$name.pid" \\
-        >/dev/null 2>&1 &
+        -x "hostname:$(hostname)" >/dev/null 2>&1 &
 done
 exit 0
 """

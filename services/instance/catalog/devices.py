@@ -1,8 +1,9 @@
 """Device validation for profiles, with LXD 5.0's messages.
 
 LXD checks devices deeply (including whether referenced networks and pools exist, which
-belongs to services Warren does not have yet). Checked here: the device name, the type, the
-options each type knows, and the options each type requires.
+other services know: the instance service asks them when an instance uses a device).
+Checked here: the device name, the type, the options each type knows, the options each type
+requires, and the values of a nic's options.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 
 from schemas.errors import BadRequest
+from services.instance.catalog.nic_devices import nic_problem
 
 _COMMON = {"type"}
 _USB_LIKE = {"gid", "mode", "productid", "required", "uid", "vendorid"}
@@ -186,6 +188,9 @@ def _check_nic(name: str, config: dict[str, str]) -> None:
         raise _load_fail(name, "Unsupported device type")
     if nictype in _NEEDS_PARENT and not network and not config.get("parent"):
         raise _required(name, "parent")
+    problem = nic_problem(config)
+    if problem:
+        raise _fail(name, problem)
 
 
 def _check_disk(name: str, config: dict[str, str]) -> None:

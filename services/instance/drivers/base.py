@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from schemas.errors import BadRequest
 from services.instance.drivers.spec import (
     ExecRequest,
     InstanceSpec,
     InstanceState,
     Limits,
+    NicSpec,
     Status,
 )
 
@@ -93,6 +95,11 @@ class InstanceDriver(ABC):
     @abstractmethod
     async def set_limits(self, name: str, limits: Limits) -> None:
         """Apply limits to a running instance now (absent limits are reset to unlimited)."""
+
+    async def set_nics(self, name: str, nics: tuple[NicSpec, ...]) -> None:
+        """Bring a running instance's nics in line with ``nics`` now (hot-plug and unplug);
+        call :meth:`update` with the same nics afterwards so the next start matches."""
+        raise BadRequest(f"the {self.name} driver cannot change the nics of a running instance")
 
     @abstractmethod
     async def spawn(self, name: str, request: ExecRequest) -> ExecProcess:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import lxc
 
 from schemas.errors import BadRequest, Conflict, NotFound, WarrenError
-from services.instance.drivers import lxc_config, lxc_host
+from services.instance.drivers import lxc_config, lxc_host, lxc_net
 from services.instance.drivers.base import DriverCapabilities, ExecProcess, InstanceDriver
 from services.instance.drivers.errors import DriverError
 from services.instance.drivers.lxc_attach import AttachHelper, AttachHelperGone, AttachRefused
@@ -33,6 +33,7 @@ from services.instance.drivers.spec import (
     InstanceSpec,
     InstanceState,
     Limits,
+    NicSpec,
     Status,
 )
 
@@ -90,10 +91,13 @@ class LxcDriver(InstanceDriver):
         await self._run(name, "thawing", self._unfreeze, name)
 
     async def state(self, name: str) -> InstanceState:
-        return await self._run(name, "reading the state of", self._state, name, lock=False)
+        return await self._run(name, "reading the state of", self._state, name, True, lock=False)
 
     async def set_limits(self, name: str, limits: Limits) -> None:
         await self._run(name, "setting limits of", self._set_limits, name, limits)
+
+    async def set_nics(self, name: str, nics: tuple[NicSpec, ...]) -> None:
+        await self._run(name, "changing the nics of", self._set_nics, name, nics)
 
     async def spawn(self, name: str, request: ExecRequest) -> ExecProcess:
         # _spawn takes the lock itself, only around the attach (not for the command's life).
@@ -237,7 +241,7 @@ class LxcDriver(InstanceDriver):
         started = lxc_host.lxc_start(self.root, name)
         if not started:
             raise self._fail(name, "starting", log_offset)
-        return self._state(name)
+        return self._state(name, False)
 
     def _stop(self, name: str, timeout: float, force: bool) -> None:
         container = self._container(name)
@@ -297,7 +301,7 @@ class LxcDriver(InstanceDriver):
                 found[name] = self._status(self._container(name))
         return {name: status for name, status in found.items() if status is not Status.STOPPED}
 
-    def _state(self, name: str) -> InstanceState:
+    def _state(self, name: str, network: bool) -> InstanceState:
         container = self._container(name)
         status = self._status(container)
         if status is Status.STOPPED:
@@ -317,7 +321,28 @@ class LxcDriver(InstanceDriver):
             memory_usage=number("memory", "memory.usage_in_bytes"),
             memory_usage_peak=number("memory", "memory.max_usage_in_bytes"),
             cpu_usage_ns=number("cpuacct", "cpuacct.usage"),
+            network=lxc_net.interfaces(pid) if network else {},
         )
+
+    def _set_nics(self, name: str, nics: tuple[NicSpec, ...]) -> None:
+        container = self._container(name)
+        if self._status(container) is Status.STOPPED:
+            return  # the next start takes them from the definition
+        live = lxc_config.nics_of(self._config_path(name).read_text())
+        pid = container.init_pid
+        gone = [nic for nic in live if nic not in nics]
+        added = [nic for nic in nics if nic not in live]
+        for nic in gone:
+            lxc_net.unplug(nic)
+        done: list[NicSpec] = []
+        try:
+            for nic in added:
+                lxc_net.plug(pid, nic)
+                done.append(nic)
+        except BaseException:
+            for nic in done:
+                lxc_net.unplug(nic)
+            raise
 
     def _set_limits(self, name: str, limits: Limits) -> None:
         container = self._container(name)

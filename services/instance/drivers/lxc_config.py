@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from services.instance.drivers.spec import InstanceSpec, Limits
+from services.instance.drivers.spec import InstanceSpec, Limits, NicSpec
 
 SECCOMP_PROFILE = Path("/usr/share/lxc/config/common.seccomp")
 CPU_PERIOD_US = 100_000
@@ -101,8 +101,7 @@ def render_config(
         "# Written by Warren; do not edit (rewritten on every change).",
         f"lxc.uts.name = {spec.hostname}",
         f"lxc.rootfs.path = dir:{spec.rootfs}",
-        # No network yet: a private, empty network namespace (a NetworkSpec will add veths).
-        "lxc.net.0.type = empty",
+        *nic_lines(spec.nics),
         # /sys/fs/cgroup is empty inside without cgroup:mixed:force.
         "lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed:force",
         "lxc.autodev = 1",
@@ -135,6 +134,51 @@ def render_config(
     # Deliberately absent: lxc.include of common.conf (its lxcfs hooks sleep 0.5 s on every stop)
     # and any lxc.apparmor.* key (no AppArmor on this kernel; CRIU restore trips on it).
     return "\n".join(lines) + "\n"
+
+
+def nic_lines(nics: tuple[NicSpec, ...]) -> list[str]:
+    """``lxc.net.N.*`` of each nic; without nics a private, empty network namespace."""
+    if not nics:
+        return ["lxc.net.0.type = empty"]
+    lines = []
+    for index, nic in enumerate(nics):
+        key = f"lxc.net.{index}"
+        lines += [
+            f"{key}.type = veth",
+            f"{key}.link = {nic.bridge}",
+            f"{key}.flags = up",
+            f"{key}.hwaddr = {nic.hwaddr}",
+            f"{key}.name = {nic.name}",
+            f"{key}.veth.pair = {nic.host_name}",
+        ]
+        if nic.mtu is not None:
+            lines.append(f"{key}.mtu = {nic.mtu}")
+    return lines
+
+
+def nics_of(config_text: str) -> tuple[NicSpec, ...]:
+    """The nics a config file Warren wrote defines (what a running instance was started or
+    hot-plugged with: the file is rewritten after each change)."""
+    found: dict[int, dict[str, str]] = {}
+    for line in config_text.splitlines():
+        key, _, value = line.partition("=")
+        parts = key.strip().split(".")
+        if len(parts) >= 4 and parts[:2] == ["lxc", "net"] and parts[2].isdigit():
+            found.setdefault(int(parts[2]), {})[".".join(parts[3:])] = value.strip()
+    nics = []
+    for _, items in sorted(found.items()):
+        if items.get("type") != "veth":
+            continue
+        nics.append(
+            NicSpec(
+                name=items["name"],
+                bridge=items["link"],
+                hwaddr=items["hwaddr"],
+                host_name=items["veth.pair"],
+                mtu=int(items["mtu"]) if items.get("mtu") else None,
+            )
+        )
+    return tuple(nics)
 
 
 def rootfs_of(config_text: str) -> Path | None:

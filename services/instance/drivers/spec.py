@@ -19,6 +19,8 @@ HOST_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ALLOWANCE_RE = re.compile(r"^(\d{1,3})%$|^(\d+)ms/(\d+)ms$")
 _CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_IFNAME_RE = re.compile(r"^[^/:\s=]{1,15}$")
 #: The byte that lets a gated command (``ExecRequest.gate``) run.
 GATE_OPEN = b"\x01"
 #: The exit code of a gated command whose gate was closed without it (it never ran).
@@ -81,6 +83,67 @@ class Limits(BaseModel):
         return value
 
 
+class NicSpec(BaseModel):
+    """One veth nic: its host end (``host_name``) on ``bridge``, its peer ``name`` inside."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # the interface inside the instance
+    bridge: str  # the host bridge the host end is enslaved to
+    hwaddr: str  # lower-case, colon separated
+    host_name: str  # the host end of the veth pair
+    mtu: int | None = Field(default=None, ge=1280, le=16384)  # None: the kernel's default
+
+    @field_validator("name", "bridge", "host_name")
+    @classmethod
+    def _ifname(cls, value: str) -> str:
+        if not _IFNAME_RE.match(value) or value in (".", ".."):
+            raise ValueError(f"invalid interface name {value!r}")
+        return value
+
+    @field_validator("hwaddr")
+    @classmethod
+    def _hwaddr(cls, value: str) -> str:
+        value = value.lower()
+        if not _MAC_RE.match(value):
+            raise ValueError(f"invalid MAC address {value!r}")
+        return value
+
+
+class NetworkAddress(BaseModel):
+    """An address of an interface, as LXD's instance state shows it."""
+
+    family: str  # inet / inet6
+    address: str
+    netmask: str  # the prefix length
+    scope: str  # global / link / local
+
+
+class NetworkCounters(BaseModel):
+    """Traffic of an interface, seen from inside the instance."""
+
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    packets_received: int = 0
+    packets_sent: int = 0
+    errors_received: int = 0
+    errors_sent: int = 0
+    packets_dropped_outbound: int = 0
+    packets_dropped_inbound: int = 0
+
+
+class NetworkInterface(BaseModel):
+    """One interface inside a running instance (LXD's ``InstanceStateNetwork``)."""
+
+    addresses: list[NetworkAddress] = Field(default_factory=list)
+    counters: NetworkCounters = NetworkCounters()
+    hwaddr: str = ""
+    host_name: str = ""  # the host end of its veth pair ("" for others)
+    mtu: int = 0
+    state: str = "down"  # up / down
+    type: str = "broadcast"  # broadcast / loopback / point-to-point
+
+
 class InstanceSpec(BaseModel):
     """Everything a driver needs to define an instance on the host."""
 
@@ -98,7 +161,7 @@ class InstanceSpec(BaseModel):
     init: tuple[str, ...] = ("/sbin/init",)
     console_log: Path | None = None  # default: <instance dir>/console.log
     log: Path | None = None  # default: <instance dir>/lxc.log
-    network: None = None  # no network yet; a future NetworkSpec goes here
+    nics: tuple[NicSpec, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -142,6 +205,15 @@ class InstanceSpec(BaseModel):
             if " " in arg:
                 # lxc.init.cmd is split on spaces: an argument cannot carry one.
                 raise ValueError("init arguments must not contain spaces")
+        return value
+
+    @field_validator("nics")
+    @classmethod
+    def _nics(cls, value: tuple[NicSpec, ...]) -> tuple[NicSpec, ...]:
+        for attr in ("name", "host_name", "hwaddr"):
+            seen = [getattr(nic, attr) for nic in value]
+            if len(set(seen)) != len(seen):
+                raise ValueError(f"two nics share a {attr}")
         return value
 
     @model_validator(mode="after")
@@ -200,3 +272,5 @@ class InstanceState(BaseModel):
     memory_usage: int = 0  # bytes
     memory_usage_peak: int = 0  # bytes
     cpu_usage_ns: int = 0
+    #: Interfaces inside by name; read only when asked (``state(name)``), empty otherwise.
+    network: dict[str, NetworkInterface] = Field(default_factory=dict)

@@ -26,9 +26,10 @@ from services.common.operations import RunningOperation, lxd_time
 from services.common.revert import Reverter
 from services.instance.catalog import validation
 from services.instance.catalog.state import object_url
-from services.instance.drivers.spec import Status, host_name_for
+from services.instance.drivers.spec import InstanceSpec, Status, host_name_for
 from services.instance.instances import aggregate as agg
 from services.instance.instances import config as cfg
+from services.instance.instances import nics
 from services.instance.instances.context import Instances, host_architecture
 from services.instance.instances.state import InstanceState, expand
 
@@ -89,9 +90,12 @@ class InstanceCommands:
         cfg.check_instance(config, body.devices)
         expanded = expand(config, body.devices, i.profile_layers(project, profiles))
         pool = cfg.check_expanded(expanded)
-        image = await i.peers.resolve_image(body.source, meta)
-        architecture = body.architecture or image.get("architecture") or host_architecture()
         instance_id = str(uuid.uuid4())
+        resolved = nics.resolve(instance_id, expanded.config, expanded.devices)
+        image, _ = await asyncio.gather(
+            i.peers.resolve_image(body.source, meta), i.net.check_networks(resolved)
+        )
+        architecture = body.architecture or image.get("architecture") or host_architecture()
         now = lxd_time(utcnow())
         image_keys = {f"image.{k}": str(v) for k, v in (image.get("properties") or {}).items()}
         state = InstanceState(
@@ -105,7 +109,12 @@ class InstanceCommands:
             type="container",
             architecture=architecture,
             description=body.description,
-            config={**image_keys, **config, "volatile.base_image": str(image["fingerprint"])},
+            config={
+                **image_keys,
+                **config,
+                "volatile.base_image": str(image["fingerprint"]),
+                **nics.volatile_hwaddrs(resolved),
+            },
             devices=body.devices,
             profiles=profiles,
             ephemeral=body.ephemeral,
@@ -179,24 +188,60 @@ class InstanceCommands:
         )
         if cfg.check_expanded(expanded) != state.pool:
             raise BadRequest("Changing the root disk's storage pool is not supported")
-        if cfg.privileged(expanded.config) != cfg.privileged(i.expanded(state).config):
-            running = await i.live_status(state) is not Status.STOPPED
-            if running:
-                raise BadRequest("security.privileged can only be changed while stopped")
+        old_nics = i.nics(state)
+        new_nics = nics.resolve(state.id, expanded.config, expanded.devices)
+        await i.net.check_networks(new_nics, nics.networks(old_nics))
+        running = await i.live_status(state) is not Status.STOPPED
+        if running and cfg.privileged(expanded.config) != cfg.privileged(i.expanded(state).config):
+            raise BadRequest("security.privileged can only be changed while stopped")
         async with i.lock(state.id):
-            new = await i.decide(state.id, command)
+            if running and new_nics != old_nics:
+                new = await self._hotplug_then_decide(state, preview, command)
+            else:
+                new = await i.decide(state.id, command)
             await self.sync_host(new)
+        await i.net.unplug([nic for nic in old_nics if nic not in new_nics])
         return new
 
-    async def sync_host(self, state: InstanceState) -> None:
-        """Rewrite the driver's definition from the log, and apply limits if running."""
+    async def _hotplug_then_decide(
+        self, state: InstanceState, preview: InstanceState, command: agg.Update
+    ) -> InstanceState:
+        """Change a running instance's nics on the host first, so that a refusal (a bridge
+        missing, a name taken inside) records nothing; undone if recording fails."""
         i = self.i
         mounted = await i.mount(state)
-        spec = i.spec(state, mounted)
+        old = i.spec(state, mounted)
+        new = i.spec(preview, mounted, await i.plug(preview))
+        await i.driver.set_nics(state.host_name, new.nics)
+        await i.driver.update(new)
+        try:
+            return await i.decide(state.id, command)
+        except BaseException:
+            await asyncio.shield(self._restore_nics(old))
+            raise
+
+    async def _restore_nics(self, spec: InstanceSpec) -> None:
+        try:
+            await self.i.driver.set_nics(spec.name, spec.nics)
+            await self.i.driver.update(spec)
+        except WarrenError as exc:
+            log.error("nics of %s not restored: %s", spec.name, exc.message)
+
+    async def sync_host(self, state: InstanceState) -> None:
+        """Rewrite the driver's definition from the log; if running, apply limits and bring
+        its nics in line (a profile may have added or removed one)."""
+        i = self.i
+        running = await i.live_status(state) is not Status.STOPPED
+        if running and nics.networks(i.nics(state)):
+            mounted, plugged = await asyncio.gather(i.mount(state), i.plug(state))
+        else:
+            mounted, plugged = await i.mount(state), {}
+        spec = i.spec(state, mounted, plugged)
+        if running:
+            await i.driver.set_nics(state.host_name, spec.nics)
         await i.driver.update(spec)
-        if await i.live_status(state) is not Status.STOPPED:
-            if i.driver.capabilities.live_limits:
-                await i.driver.set_limits(state.host_name, spec.limits)
+        if running and i.driver.capabilities.live_limits:
+            await i.driver.set_limits(state.host_name, spec.limits)
 
     async def update(self, body: wire.UpdateInstance, meta: RequestMeta) -> tuple[Any, int]:
         body = body.model_copy(update={"mode": "put"})
@@ -283,6 +328,7 @@ class InstanceCommands:
         try:
             await i.driver.delete(state.host_name)
             await i.peers.delete_volume(state.pool, state.host_name)
+            await i.net.unplug(i.nics(state))
         except WarrenError as exc:
             log.error(
                 "instance %s deleted; host cleanup left for the next start: %s",

@@ -12,6 +12,7 @@ from schemas.lxd.units import parse_size
 from services.instance.catalog import keys, values
 from services.instance.catalog.devices import check_devices
 from services.instance.drivers.spec import Limits
+from services.instance.instances import nics
 from services.instance.instances.state import Expanded, root_disk
 
 _NAME_CHARS = re.compile(r"^[a-zA-Z0-9-]+$")
@@ -47,7 +48,7 @@ def check_instance(config: dict[str, str], devices: dict[str, dict[str, str]]) -
 def check_expanded(expanded: Expanded) -> str:
     """What Warren can run of an instance's expanded config and devices; the root disk's pool.
 
-    Only the root disk is given to containers so far: any other device is refused rather
+    Containers get their root disk and bridged nics: any other device is refused rather
     than silently left out (``none`` devices, which mask a profile's, are fine).
     """
     root = root_disk(expanded.devices)
@@ -57,10 +58,12 @@ def check_expanded(expanded: Expanded) -> str:
             "device: No root device could be found"
         )
     for name, device in sorted(expanded.devices.items()):
-        if name != root[0] and device.get("type") != "none":
+        if device.get("type") == "nic":
+            nics.check_nic(name, device)
+        elif name != root[0] and device.get("type") != "none":
             raise BadRequest(
                 f'Device "{name}" (type {device.get("type")}) is not supported yet: '
-                "Warren gives containers their root disk only"
+                "Warren gives containers their root disk and nics only"
             )
     limits_of(expanded.config)
     return root[1]["pool"]

@@ -15,6 +15,7 @@ from typing import Any
 from schemas.envelope import Event
 from schemas.errors import BadRequest, NotFound, Unavailable
 from schemas.messages import RequestMeta
+from schemas.networks import NicPlugged
 from schemas.storage import MountedVolume, VolumeIdMap
 from services.common.aggregate import decide_and_append
 from services.common.names import NameRegistry
@@ -25,7 +26,9 @@ from services.instance.drivers import InstanceDriver
 from services.instance.drivers.spec import IdMap, InstanceSpec, Status
 from services.instance.instances import aggregate as agg
 from services.instance.instances import config as cfg
+from services.instance.instances import nics
 from services.instance.instances.host import HostInstance
+from services.instance.instances.networking import NicPlumbing
 from services.instance.instances.peers import Peers
 from services.instance.instances.state import (
     FROZEN,
@@ -59,6 +62,7 @@ class Instances:
     state_root: Path  # $WARREN_DIR/instances: per-instance node state (exec output records)
     node: str
     names: NameRegistry = field(init=False)
+    net: NicPlumbing = field(init=False)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
     #: Host name -> rootfs path of the volumes this process mounted (paths never change).
     _rootfs: dict[str, str] = field(default_factory=dict, repr=False)
@@ -67,6 +71,7 @@ class Instances:
 
     def __post_init__(self) -> None:
         self.names = NameRegistry(self.catalog.store, INSTANCE)
+        self.net = NicPlumbing(self.peers)
 
     @property
     def projection(self) -> Any:
@@ -164,8 +169,23 @@ class Instances:
     def idmap(self, expanded: Expanded) -> VolumeIdMap | None:
         return None if cfg.privileged(expanded.config) else DEFAULT_IDMAP
 
-    def spec(self, state: InstanceState, mounted: MountedVolume) -> InstanceSpec:
-        """What the driver is given for an instance whose volume is mounted."""
+    def nics(self, state: InstanceState) -> list[nics.Nic]:
+        """The instance's nics, resolved from its expanded devices."""
+        expanded = self.expanded(state)
+        return nics.resolve(state.id, expanded.config, expanded.devices)
+
+    async def plug(self, state: InstanceState) -> dict[str, NicPlugged]:
+        """Plug the instance's network nics (nothing to ask when it has none)."""
+        return await self.net.plug(state.name, self.project_name(state), self.nics(state))
+
+    def spec(
+        self,
+        state: InstanceState,
+        mounted: MountedVolume,
+        plugged: dict[str, NicPlugged] | None = None,
+    ) -> InstanceSpec:
+        """What the driver is given for an instance whose volume is mounted (``plugged``:
+        what plugging its nics said; else what this process heard last)."""
         expanded = self.expanded(state)
         idmap = self.idmap(expanded)
         driver_idmap = None
@@ -182,6 +202,10 @@ class Instances:
             limits=cfg.limits_of(expanded.config),
             environment=cfg.environment(expanded.config),
             hostname=state.name,
+            nics=nics.specs(
+                nics.resolve(state.id, expanded.config, expanded.devices),
+                {**self.net.known, **(plugged or {})},
+            ),
         )
 
     async def mount(self, state: InstanceState) -> MountedVolume:

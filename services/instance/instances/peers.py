@@ -1,25 +1,28 @@
-"""What the instance service asks of the image and storage services, over the bus."""
+"""What the instance service asks of the image, storage and network services, over the bus."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from schemas import images as image_wire
+from schemas import networks as network_wire
 from schemas import storage as storage_wire
 from schemas import subjects
-from schemas.catalog import ListQuery, ObjectResult
+from schemas.catalog import ByName, ListQuery, ObjectResult
 from schemas.client import Bus
-from schemas.errors import BadRequest, NotFound
+from schemas.errors import BadRequest, NotFound, Unavailable
 from schemas.instances import InstanceSource
 from schemas.messages import RequestMeta
 
 #: Unpacking a big image into a pool can take a while; ordinary volume work is quick.
 IMAGE_VOLUME_TIMEOUT = 600.0
 VOLUME_TIMEOUT = 60.0
+#: The network service answers from memory: a short wait keeps a dead one from stalling us.
+NETWORK_TIMEOUT = 5.0
 
 
 class Peers:
-    """The image service (cluster-scoped) and this node's storage service."""
+    """The image service (cluster-scoped) and this node's storage and network services."""
 
     def __init__(self, bus: Bus, node: str) -> None:
         self.bus = bus
@@ -90,3 +93,33 @@ class Peers:
         """Host names of the pool's instance volumes."""
         query = storage_wire.InstanceVolumeList(pool=pool)
         return list(await self._storage(subjects.STORAGE_INSTANCE_VOLUME_LIST, query))
+
+    # -- networks --------------------------------------------------------------------------
+
+    async def _network(self, verb: str, body: Any) -> Any:
+        subject = subjects.network(verb, self.node)
+        try:
+            return await self.bus.request(
+                subject, body.model_dump(), RequestMeta(), timeout=NETWORK_TIMEOUT
+            )
+        except Unavailable as exc:
+            raise Unavailable(
+                f"The network service of node {self.node} does not answer ({exc.message})"
+            ) from None
+
+    async def network(self, name: str) -> dict[str, Any] | None:
+        """The LXD network object, or None when the network does not exist."""
+        try:
+            result = await self._network(subjects.NETWORK_GET, ByName(name=name))
+        except NotFound:
+            return None
+        return ObjectResult.model_validate(result).object
+
+    async def nic_plug(self, plug: network_wire.NicPlug) -> network_wire.NicPlugged:
+        """Join a nic to its network (its DHCP host entry); the bridge to link it to."""
+        result = await self._network(subjects.NETWORK_NIC_PLUG, plug)
+        return network_wire.NicPlugged.model_validate(result)
+
+    async def nic_unplug(self, network: str, hwaddr: str) -> None:
+        body = network_wire.NicUnplug(network=network, hwaddr=hwaddr)
+        await self._network(subjects.NETWORK_NIC_UNPLUG, body)

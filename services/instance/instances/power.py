@@ -7,6 +7,7 @@ recorded power state is what ``boot.autostart`` and the start-up reconcile go by
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from schemas import events, subjects
@@ -19,6 +20,7 @@ from services.common.endpoints import EndpointGroup
 from services.common.operations import RunningOperation, lxd_time
 from services.instance.drivers.spec import Status
 from services.instance.instances import aggregate as agg
+from services.instance.instances import nics
 from services.instance.instances.commands import InstanceCommands, resources
 from services.instance.instances.context import Instances
 from services.instance.instances.state import InstanceState
@@ -115,9 +117,15 @@ class PowerHandlers:
         return await self.record(state, events.INSTANCE_RESUMED, meta)
 
     async def start(self, state: InstanceState) -> None:
-        """Mount the volume (a host reboot unmounts it) and start."""
+        """Mount the volume (a host reboot unmounts it) and start; network nics are plugged
+        meanwhile and the definition gets the bridges plugging named."""
         i = self.i
-        await i.mount(state)
+        if not nics.networks(i.nics(state)):
+            await i.mount(state)
+            await i.driver.start(state.host_name)
+            return
+        mounted, plugged = await asyncio.gather(i.mount(state), i.plug(state))
+        await i.driver.update(i.spec(state, mounted, plugged))
         await i.driver.start(state.host_name)
 
     async def record(self, state: InstanceState, event_type: str, meta: RequestMeta) -> None:
