@@ -30,7 +30,7 @@ def state_dict(status: str, host: HostState | None = None) -> dict[str, Any]:
             "swap_usage": 0,
             "swap_usage_peak": 0,
         },
-        "network": {},
+        "network": {name: iface.model_dump() for name, iface in host.network.items()},
         "pid": host.pid,
         "processes": host.processes,
         "cpu": {"usage": host.cpu_usage_ns},
