@@ -90,7 +90,8 @@ class InstanceDriver(ABC):
 
     @abstractmethod
     async def state(self, name: str) -> InstanceState:
-        """Status and live figures."""
+        """Status and live figures, the interfaces inside included (a netns read: listings
+        of many instances should prefer :meth:`statuses` when figures are not asked)."""
 
     @abstractmethod
     async def set_limits(self, name: str, limits: Limits) -> None:

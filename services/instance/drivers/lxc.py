@@ -329,20 +329,7 @@ class LxcDriver(InstanceDriver):
         if self._status(container) is Status.STOPPED:
             return  # the next start takes them from the definition
         live = lxc_config.nics_of(self._config_path(name).read_text())
-        pid = container.init_pid
-        gone = [nic for nic in live if nic not in nics]
-        added = [nic for nic in nics if nic not in live]
-        for nic in gone:
-            lxc_net.unplug(nic)
-        done: list[NicSpec] = []
-        try:
-            for nic in added:
-                lxc_net.plug(pid, nic)
-                done.append(nic)
-        except BaseException:
-            for nic in done:
-                lxc_net.unplug(nic)
-            raise
+        lxc_net.sync(container.init_pid, live, nics)
 
     def _set_limits(self, name: str, limits: Limits) -> None:
         container = self._container(name)

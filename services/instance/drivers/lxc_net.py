@@ -152,6 +152,24 @@ def plug(pid: int, nic: NicSpec) -> None:
         raise
 
 
+def sync(pid: int, live: tuple[NicSpec, ...], wanted: tuple[NicSpec, ...]) -> None:
+    """Turn a running container's nics from ``live`` into ``wanted`` (a changed nic is
+    unplugged and plugged again); the nics added are removed again if one fails."""
+    for nic in live:
+        if nic not in wanted:
+            unplug(nic)
+    done: list[NicSpec] = []
+    try:
+        for nic in wanted:
+            if nic not in live:
+                plug(pid, nic)
+                done.append(nic)
+    except BaseException:
+        for nic in done:
+            unplug(nic)
+        raise
+
+
 def unplug(nic: NicSpec) -> None:
     """Remove a nic's veth pair (its host end; the peer inside goes with it). Idempotent."""
     with IPRoute() as ipr:

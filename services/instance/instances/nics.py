@@ -59,7 +59,7 @@ def nic_devices(devices: dict[str, dict[str, str]]) -> list[tuple[str, dict[str,
 def check_nic(device: str, config: dict[str, str]) -> None:
     """Refuse what Warren cannot run of a nic LXD would accept (values are checked already)."""
     nictype = config.get("nictype", "")
-    if config.get("network") == "" and nictype == "":
+    if not config.get("network") and not nictype:
         raise BadRequest(f'Device "{device}": a nic needs "network" or "nictype"')
     if nictype and nictype != "bridged":
         raise BadRequest(
