@@ -213,6 +213,7 @@ def test_a_nic_on_a_managed_network(stack: Stack, networks: ScriptedNetworks) ->
     state = get(stack, f"/1.0/instances/{name}/state")["network"]
     assert state["eth1"]["mtu"] == MTU and state["eth1"]["state"] == "up"
     eth1_mac = state["eth1"]["hwaddr"]
+    assert get(stack, f"/1.0/instances/{name}")["config"]["volatile.eth1.hwaddr"] == eth1_mac
     lxc_ok(stack, "config", "device", "remove", name, "eth1")
     assert "eth1" not in get(stack, f"/1.0/instances/{name}/state")["network"]
     assert NicUnplug(network=networks.network, hwaddr=eth1_mac) in networks.unplugs

@@ -10,6 +10,7 @@ cleanup a crash interrupted). Each long step runs as an LXD operation.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from typing import Any
@@ -190,6 +191,18 @@ class InstanceCommands:
             raise BadRequest("Changing the root disk's storage pool is not supported")
         old_nics = i.nics(state)
         new_nics = nics.resolve(state.id, expanded.config, expanded.devices)
+        missing = {
+            key: value
+            for key, value in nics.volatile_hwaddrs(new_nics).items()
+            if key not in preview.config
+        }
+        if missing:  # a nic added: its MAC shows in volatile.<device>.hwaddr, as in LXD
+            command = dataclasses.replace(
+                command,
+                config={**command.config, **missing},
+                fields=tuple({*command.fields, "config"}),
+            )
+            preview = agg.from_event(agg.decide(state, command)[-1])
         await i.net.check_networks(new_nics, nics.networks(old_nics))
         running = await i.live_status(state) is not Status.STOPPED
         if running and cfg.privileged(expanded.config) != cfg.privileged(i.expanded(state).config):
