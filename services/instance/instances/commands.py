@@ -19,7 +19,7 @@ from schemas import instances as wire
 from schemas import subjects
 from schemas.catalog import OperationResult
 from schemas.envelope import utcnow
-from schemas.errors import BadRequest, Conflict, NotImplementedYet, WarrenError
+from schemas.errors import BadRequest, Conflict, NotImplementedYet, Unavailable, WarrenError
 from schemas.messages import RequestMeta
 from services.common.endpoints import EndpointGroup
 from services.common.names import event_meta
@@ -245,14 +245,22 @@ class InstanceCommands:
         its nics in line (a profile may have added or removed one)."""
         i = self.i
         running = await i.live_status(state) is not Status.STOPPED
+        mounted, plugged = await i.mount(state), {}
+        live_nics = running
         if running and nics.networks(i.nics(state)):
-            mounted, plugged = await asyncio.gather(i.mount(state), i.plug(state))
-        else:
-            mounted, plugged = await i.mount(state), {}
+            try:
+                plugged = await i.plug(state)
+            except Unavailable as exc:
+                # Its nics keep running as they are, and the definition keeps naming them
+                # (the driver diffs against it); the next start plugs and rewrites it.
+                log.warning("instance %s: nics left as they are: %s", state.name, exc.message)
+                live_nics = False
         spec = i.spec(state, mounted, plugged)
-        if running:
+        if live_nics:
             await i.driver.set_nics(state.host_name, spec.nics)
-        await i.driver.update(spec)
+            await i.driver.update(spec)
+        elif not running:
+            await i.driver.update(spec)
         if running and i.driver.capabilities.live_limits:
             await i.driver.set_limits(state.host_name, spec.limits)
 

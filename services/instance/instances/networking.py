@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
-from schemas.errors import BadRequest, WarrenError
+from schemas.errors import BadRequest, Unavailable, WarrenError
 from schemas.networks import NicPlug, NicPlugged
 from services.instance.instances.nics import Nic, networks
 from services.instance.instances.peers import Peers
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: After the network service failed to answer, calls fail at once for this long, so that a
+#: reconcile over many instances does not wait out each one's timeout.
+DOWN_BACKOFF_S = 10.0
 
 
 class NicPlumbing:
@@ -25,13 +32,27 @@ class NicPlumbing:
         self.peers = peers
         #: Network -> what plugging a nic into it said last (its bridge and MTU).
         self.known: dict[str, NicPlugged] = {}
+        self._down_until = 0.0
+        self._down_message = ""
+
+    async def _ask(self, *calls: Awaitable[T]) -> list[T]:
+        if time.monotonic() < self._down_until:
+            for call in calls:
+                getattr(call, "close", lambda: None)()  # never awaited: no warning
+            raise Unavailable(self._down_message)
+        try:
+            return list(await asyncio.gather(*calls))
+        except Unavailable as exc:
+            self._down_until = time.monotonic() + DOWN_BACKOFF_S
+            self._down_message = exc.message
+            raise
 
     async def check_networks(self, nics: list[Nic], already: set[str] = frozenset()) -> None:
         """Refuse nics naming a network that does not exist (``already`` is known good)."""
         wanted = sorted(networks(nics) - set(already))
         if not wanted:
             return
-        found = await asyncio.gather(*(self.peers.network(name) for name in wanted))
+        found = await self._ask(*(self.peers.network(name) for name in wanted))
         for name, network in zip(wanted, found, strict=True):
             if network is None:
                 device = next(nic.device for nic in nics if nic.network == name)
@@ -45,7 +66,7 @@ class NicPlumbing:
         wanted = [nic for nic in nics if nic.network]
         if not wanted:
             return {}
-        replies = await asyncio.gather(
+        replies = await self._ask(
             *(
                 self.peers.nic_plug(
                     NicPlug(
