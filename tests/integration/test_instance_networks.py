@@ -14,6 +14,9 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -63,6 +66,25 @@ class ScriptedNetworks:
             index = ipr.link_lookup(ifname=self.bridge)[0]
             ipr.addr("add", index=index, address="10.232.0.1", prefixlen=24)
             ipr.link("set", index=index, state="up")
+        self.leases = Path(tempfile.mkdtemp(prefix="warren-leases-")) / "leases"
+        # A real DHCP server on the bridge: the image's udhcpc gets its address from it.
+        self.dnsmasq = subprocess.Popen(
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                f"--interface={self.bridge}",
+                "--bind-interfaces",
+                "--except-interface=lo",
+                "--port=0",
+                "--no-ping",
+                "--dhcp-range=10.232.0.100,10.232.0.200,1h",
+                f"--dhcp-leasefile={self.leases}",
+                f"--pid-file={self.leases.parent / 'pid'}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self._thread.start()
         self.call(self._subscribe())
         return self
@@ -123,6 +145,9 @@ class ScriptedNetworks:
             self.call(self.bus.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+        self.dnsmasq.terminate()
+        self.dnsmasq.wait(10)
+        shutil.rmtree(self.leases.parent, ignore_errors=True)
         with IPRoute() as ipr:
             for index in ipr.link_lookup(ifname=self.bridge):
                 ipr.link("del", index=index)
@@ -199,6 +224,15 @@ def test_a_nic_on_a_managed_network(stack: Stack, networks: ScriptedNetworks) ->
     nic = get(stack, f"/1.0/instances/{name}/state")["network"]["eth0"]
     assert (nic["hwaddr"], nic["mtu"], nic["state"]) == (hwaddr, MTU, "up")
     assert nic["host_name"].startswith("veth") and len(nic["host_name"]) == 12
+
+    # The image asks for an address by DHCP at boot, naming itself.
+    def leased() -> list[str]:
+        addresses = get(stack, f"/1.0/instances/{name}/state")["network"]["eth0"]["addresses"]
+        return [a["address"] for a in addresses if a["family"] == "inet"]
+
+    wait_for(lambda: leased(), 20, "a DHCP lease")
+    assert leased()[0].startswith("10.232.0.")
+    assert name in networks.leases.read_text()  # udhcpc sent its hostname
 
     # An address set inside shows in the state and in lxc list's IPV4 column.
     lxc_ok(stack, "exec", name, "--", "ip", "addr", "add", "10.232.0.7/24", "dev", "eth0")

@@ -61,7 +61,10 @@ INITTAB = """\
 RCS = """\
 #!/bin/sh
 # Boot script run by busybox init (see /etc/inittab).
-[ -s /etc/hostname ] && hostname -F /etc/hostname
+# The container manager names the container (its UTS name); /etc/hostname only fills in.
+case "$(hostname)" in
+    ""|localhost|"(none)") [ -s /etc/hostname ] && hostname -F /etc/hostname ;;
+esac
 ip link set lo up 2>/dev/null
 for dev in /sys/class/net/*; do
     name=${dev##*/}
