@@ -54,6 +54,10 @@ def refusal(devices: dict[str, dict[str, str]]) -> str:
             'Invalid value for device option "ipv4.address": Not an IPv4 address',
         ),
         ({"network": "br", "colour": "red"}, 'Invalid device option "colour"'),
+        (
+            {"nictype": "bridged", "parent": "br/0"},
+            'Invalid value for device option "parent": Invalid network interface name',
+        ),
     ],
 )
 def test_bad_nic_values_in_lxds_words(device: dict[str, str], message: str) -> None:

@@ -28,6 +28,7 @@ def nic_problem(config: dict[str, str]) -> str | None:
         ("mtu", _mtu_problem),
         ("name", _ifname_problem),
         ("host_name", _ifname_problem),
+        ("parent", _ifname_problem),
         ("ipv4.address", _ipv4_problem),
     )
     for option, check in checks:

@@ -193,20 +193,23 @@ class Instances:
             driver_idmap = IdMap(
                 host_uid=idmap.host_base, host_gid=idmap.host_base, count=idmap.count
             )
-        return InstanceSpec(
-            name=state.host_name,
-            rootfs=Path(mounted.path),
-            privileged=idmap is None,
-            idmap=driver_idmap,
-            rootfs_idmapped_mount=mounted.rootfs_shift == "lxc-idmap",
-            limits=cfg.limits_of(expanded.config),
-            environment=cfg.environment(expanded.config),
-            hostname=state.name,
-            nics=nics.specs(
-                nics.resolve(state.id, expanded.config, expanded.devices),
-                {**self.net.known, **(plugged or {})},
-            ),
-        )
+        try:
+            return InstanceSpec(
+                name=state.host_name,
+                rootfs=Path(mounted.path),
+                privileged=idmap is None,
+                idmap=driver_idmap,
+                rootfs_idmapped_mount=mounted.rootfs_shift == "lxc-idmap",
+                limits=cfg.limits_of(expanded.config),
+                environment=cfg.environment(expanded.config),
+                hostname=state.name,
+                nics=nics.specs(
+                    nics.resolve(state.id, expanded.config, expanded.devices),
+                    {**self.net.known, **(plugged or {})},
+                ),
+            )
+        except ValueError as exc:  # pydantic's: what the driver cannot be given
+            raise BadRequest(f"Instance {state.name} cannot be defined: {exc}") from None
 
     async def mount(self, state: InstanceState) -> MountedVolume:
         mounted = await self.peers.mount_volume(state.pool, state.host_name)
