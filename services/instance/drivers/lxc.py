@@ -33,6 +33,7 @@ from services.instance.drivers.spec import (
     InstanceSpec,
     InstanceState,
     Limits,
+    NetworkInterface,
     NicSpec,
     Status,
 )
@@ -321,8 +322,19 @@ class LxcDriver(InstanceDriver):
             memory_usage=number("memory", "memory.usage_in_bytes"),
             memory_usage_peak=number("memory", "memory.max_usage_in_bytes"),
             cpu_usage_ns=number("cpuacct", "cpuacct.usage"),
-            network=lxc_net.interfaces(pid) if network else {},
+            network=self._interfaces(pid) if network else {},
         )
+
+    @staticmethod
+    def _interfaces(pid: int) -> dict[str, NetworkInterface]:
+        # The container may die between the status and the read (its namespace goes with
+        # init): then it has no interfaces to show, which is no failure of the state.
+        if pid <= 0:
+            return {}
+        try:
+            return lxc_net.interfaces(pid)
+        except (OSError, lxc_net.NetlinkError):
+            return {}
 
     def _set_nics(self, name: str, nics: tuple[NicSpec, ...]) -> None:
         container = self._container(name)
