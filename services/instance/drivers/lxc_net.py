@@ -3,7 +3,8 @@ driver calls these in a thread).
 
 A netlink socket belongs to the network namespace it was opened in, so the thread enters
 the container's namespace (``/proc/<init pid>/ns/net``) only to open one and returns at
-once: no helper process per read, and the thread is never left inside.
+once: no helper process per read, and the thread is never left inside. Reads use the small
+reader in lxc_netlink; changes (hot-plug) use pyroute2.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import ctypes
 import os
 import secrets
 import socket
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from services.instance.drivers import lxc_netlink
 from services.instance.drivers.errors import DriverError
 from services.instance.drivers.spec import (
     NetworkAddress,
@@ -32,6 +34,7 @@ _IFF_UP, _IFF_LOOPBACK, _IFF_POINTOPOINT = 0x1, 0x8, 0x10
 _FAMILIES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
 _SCOPES = {0: "global", 253: "link", 254: "local"}
 _libc = ctypes.CDLL(None, use_errno=True)
+T = TypeVar("T")
 
 
 def _setns(fd: int) -> None:
@@ -40,81 +43,75 @@ def _setns(fd: int) -> None:
         raise OSError(errno, os.strerror(errno))
 
 
-@contextlib.contextmanager
-def netlink_in(pid: int) -> Iterator[IPRoute]:
-    """An IPRoute socket inside the network namespace of process ``pid``."""
+def _opened_in(pid: int, make: Callable[[], T]) -> T:
+    """``make()`` run inside the network namespace of process ``pid`` (a socket it opens
+    stays there), the thread back home before this returns."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         _setns(target)
         try:
-            ipr = IPRoute()
+            return make()
         finally:
             _setns(home)  # never leave a worker thread inside a container
     finally:
         os.close(target)
         os.close(home)
-    with ipr:
+
+
+@contextlib.contextmanager
+def netlink_in(pid: int) -> Iterator[IPRoute]:
+    """An IPRoute socket inside the network namespace of process ``pid``."""
+    with _opened_in(pid, IPRoute) as ipr:
         yield ipr
-
-
-def _attr(message: Any, name: str, default: Any = None) -> Any:
-    value = message.get_attr(name)
-    return default if value is None else value
 
 
 def interfaces(pid: int) -> dict[str, NetworkInterface]:
     """Every interface inside the namespace of ``pid``, as LXD's instance state shows them."""
-    with netlink_in(pid) as ipr:
-        links = ipr.get_links()
-        addrs = ipr.get_addr()
+    with _opened_in(pid, lxc_netlink.open_socket) as sock:
+        dump = lxc_netlink.read(sock)
     by_index: dict[int, list[NetworkAddress]] = {}
-    for addr in addrs:
-        family = _FAMILIES.get(addr["family"])
-        address = _attr(addr, "IFA_LOCAL") or _attr(addr, "IFA_ADDRESS")
-        if family is None or address is None:
-            continue
-        by_index.setdefault(addr["index"], []).append(
+    for addr in dump.addresses:
+        by_index.setdefault(addr.index, []).append(
             NetworkAddress(
-                family=family,
-                address=address,
-                netmask=str(addr["prefixlen"]),
-                scope=_SCOPES.get(addr["scope"], "global"),
+                family=_FAMILIES[addr.family],
+                address=addr.address,
+                netmask=str(addr.prefixlen),
+                scope=_SCOPES.get(addr.scope, "global"),
             )
         )
     found: dict[str, NetworkInterface] = {}
-    for link in links:
-        flags = link["flags"]
-        stats = _attr(link, "IFLA_STATS64", {})
+    for link in dump.links:
+        flags = link.flags
+        rx_packets, tx_packets, rx_bytes, tx_bytes, rx_err, tx_err, rx_drop, tx_drop = link.stats
         kind = "loopback" if flags & _IFF_LOOPBACK else "broadcast"
         if flags & _IFF_POINTOPOINT:
             kind = "point-to-point"
-        found[_attr(link, "IFLA_IFNAME", "")] = NetworkInterface(
-            addresses=by_index.get(link["index"], []),
+        found[link.name] = NetworkInterface(
+            addresses=by_index.get(link.index, []),
             counters=NetworkCounters(
-                bytes_received=stats.get("rx_bytes", 0),
-                bytes_sent=stats.get("tx_bytes", 0),
-                packets_received=stats.get("rx_packets", 0),
-                packets_sent=stats.get("tx_packets", 0),
-                errors_received=stats.get("rx_errors", 0),
-                errors_sent=stats.get("tx_errors", 0),
-                packets_dropped_inbound=stats.get("rx_dropped", 0),
-                packets_dropped_outbound=stats.get("tx_dropped", 0),
+                bytes_received=rx_bytes,
+                bytes_sent=tx_bytes,
+                packets_received=rx_packets,
+                packets_sent=tx_packets,
+                errors_received=rx_err,
+                errors_sent=tx_err,
+                packets_dropped_inbound=rx_drop,
+                packets_dropped_outbound=tx_drop,
             ),
-            hwaddr=_attr(link, "IFLA_ADDRESS", "") if not flags & _IFF_LOOPBACK else "",
-            host_name=_peer_name(link),
-            mtu=_attr(link, "IFLA_MTU", 0),
+            hwaddr="" if flags & _IFF_LOOPBACK else link.hwaddr,
+            host_name=_peer_name(link.peer_index),
+            mtu=link.mtu,
             state="up" if flags & _IFF_UP else "down",
             type=kind,
         )
     return found
 
 
-def _peer_name(link: Any) -> str:
+def _peer_name(peer: int | None) -> str:
     # A veth's IFLA_LINK is its peer's index in the peer's namespace (the host's, for Warren's
-    # nics, as IFLA_LINK_NETNSID says); this thread is back in the host's namespace.
-    peer = link.get_attr("IFLA_LINK")
-    if peer is None or link.get_attr("IFLA_LINK_NETNSID") is None:
+    # nics); this thread is back in the host's namespace.
+    if peer is None:
         return ""
     try:
         return socket.if_indextoname(peer)
