@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,7 @@ class Stack:
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.output_path = self.dir / "supervisor.out"
+        self.default_network = f"wt{uuid.uuid4().hex[:8]}"
 
     # -- paths and environment ------------------------------------------------------------
     @property
@@ -232,6 +234,8 @@ class Stack:
         env["WARREN_DIR"] = str(self.dir)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
+        # Bridge names are host-wide: each stack's default network gets its own.
+        env["WARREN_DEFAULT_NETWORK"] = self.default_network
         if self.replicas:
             env["WARREN_REPLICAS"] = ",".join(f"{k}={v}" for k, v in self.replicas.items())
         if self.table is not None:
@@ -287,11 +291,27 @@ class Stack:
                     timeout=60,
                     check=False,
                 )
+        self._remove_networks()
         prefix = f"{self.dir}/"
         with open("/proc/self/mounts") as mounts:
             points = [line.split()[1] for line in mounts]
         for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+    def _remove_networks(self) -> None:
+        """Like containers, networks outlive Warren: a test stack removes its own."""
+        root = self.dir / "networks"
+        if not root.is_dir():
+            return
+        from services.network.drivers import DRIVERS
+
+        async def remove_all() -> None:
+            for cls in DRIVERS.values():
+                driver = cls(root)
+                for name in await driver.managed():
+                    await driver.remove(name)
+
+        asyncio.run(remove_all())
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:
         """Stop the supervisor (it stops everything it started); return its exit code."""

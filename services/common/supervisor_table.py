@@ -64,6 +64,9 @@ SERVICES: list[ServiceSpec] = [
     # Node agent owning this node's storage pools: one process per node (it serialises host
     # changes of a pool in memory), so no replicas.
     ServiceSpec(name="storage", module="services.storage", scope="node"),
+    # Node agent owning this node's networks (bridges, nftables, dnsmasq): one per node, as
+    # it serialises host changes of a network in memory.
+    ServiceSpec(name="network", module="services.network", scope="node"),
     # Images and aliases: cluster-scoped, any replica serves (queue group "image").
     ServiceSpec(name="image", module="services.image", scope="cluster"),
     ServiceSpec(name="gateway", module="gateway", scope="cluster", role="gateway"),

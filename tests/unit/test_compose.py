@@ -51,7 +51,10 @@ def test_environment_names_only_variables_the_code_reads(compose):
             continue
         env = service["environment"]
         assert set(env) <= known, f"{name}: {set(env) - known} are read by no code"
-        assert env["WARREN_NATS_URL"].startswith("nats://nats:")
+        # A service in the host's network namespace reaches nats on its published port.
+        host_networked = service.get("network_mode") == "host"
+        expected = "nats://127.0.0.1:" if host_networked else "nats://nats:"
+        assert env["WARREN_NATS_URL"].startswith(expected), name
 
 
 def test_references_point_at_declared_things(compose):
