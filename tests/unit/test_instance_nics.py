@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from schemas.errors import BadRequest
+from schemas.errors import BadRequest, Unavailable
 from schemas.networks import NicPlugged
 from services.instance.catalog.devices import check_devices
 from services.instance.drivers import lxc_config
 from services.instance.drivers.spec import IdMap, InstanceSpec, NicSpec
 from services.instance.instances import config as cfg
 from services.instance.instances import nics
+from services.instance.instances.networking import NicPlumbing
 from services.instance.instances.state import expand
 
 ROOT = {"root": {"type": "disk", "path": "/", "pool": "default"}}
@@ -175,3 +176,34 @@ def test_lxc_config_lines_round_trip(tmp_path: Path) -> None:
     bare = spec.model_copy(update={"nics": ()})
     text = lxc_config.render_config(bare, tmp_path, available_cpus=1, all_cpus="0", memsw=False)
     assert "lxc.net.0.type = empty" in text and lxc_config.nics_of(text) == ()
+
+
+class SilentPeers:
+    """A network service that never answers (as the bus reports one that is not running)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def network(self, name: str) -> None:
+        self.asked += 1
+        raise Unavailable("no service answers network.n1.network-get")
+
+    async def nic_plug(self, plug: object) -> None:
+        self.asked += 1
+        raise Unavailable("no service answers network.n1.nic-plug")
+
+
+async def test_a_silent_network_service_is_not_asked_again_at_once() -> None:
+    peers = SilentPeers()
+    plumbing = NicPlumbing(peers)  # type: ignore[arg-type]
+    resolved = nics.resolve(ID, {}, {"eth0": {"type": "nic", "network": "net1"}})
+    with pytest.raises(Unavailable):
+        await plumbing.check_networks(resolved)
+    with pytest.raises(Unavailable, match="network-get"):
+        await plumbing.plug("c1", "default", resolved)
+    assert peers.asked == 1
+    # Nothing is asked for instances without network nics.
+    bridged = nics.resolve(ID, {}, {"eth0": {"type": "nic", "nictype": "bridged", "parent": "b"}})
+    assert await plumbing.plug("c1", "default", bridged) == {}
+    await plumbing.check_networks(bridged)
+    assert peers.asked == 1
