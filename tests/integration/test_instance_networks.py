@@ -34,6 +34,7 @@ from schemas.errors import NotFound, WarrenError
 from schemas.messages import Reply, Request
 from schemas.networks import NicPlug, NicPlugged, NicUnplug
 from services.common.eventstore import EventStore
+from services.common.supervisor_table import SERVICES
 from services.image.builders.busybox import build_busybox
 from services.instance.catalog.meta import SYSTEM, new_event
 
@@ -184,10 +185,28 @@ def lxc_ok(stack: Stack, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(module_warren: Stack, tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    image = build_busybox(tmp_path_factory.mktemp("busybox")).path
-    lxc_ok(module_warren, "image", "import", str(image), "--alias", "busybox")
-    return module_warren
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A stack without the real network service: the scripted one plays it."""
+    table = tmp_path_factory.mktemp("table") / "services.json"
+    entries = [spec.model_dump() for spec in SERVICES if spec.name != "network"]
+    table.write_text(json.dumps(entries))
+    warren = Stack(table=table)
+    failures_before = request.session.testsfailed
+    try:
+        warren.start()
+        image = build_busybox(tmp_path_factory.mktemp("busybox")).path
+        lxc_ok(warren, "image", "import", str(image), "--alias", "busybox")
+        yield warren
+    finally:
+        code = warren.stop()
+        warren.clean_host()
+        if request.session.testsfailed > failures_before:
+            print(f"\n#### Warren stack in {warren.dir} (kept), supervisor exit {code}")
+            print(warren.dump_logs())
+        else:
+            shutil.rmtree(warren.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
