@@ -7,6 +7,7 @@ still alive (and says so: that is a supervisor bug) and deletes the directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,9 @@ class WarrenStack:
         self.ready_timeout = ready_timeout
         self.dir = Path(tempfile.mkdtemp(prefix="warren-bench-"))
         self.log = self.dir.with_name(self.dir.name + ".run.log")
-        self.env = {**os.environ, "WARREN_DIR": str(self.dir), **(extra_env or {})}
+        # Bridge names are host-wide: this Warren's default network gets its own.
+        network = {"WARREN_DEFAULT_NETWORK": f"wb{uuid.uuid4().hex[:8]}"}
+        self.env = {**os.environ, "WARREN_DIR": str(self.dir), **network, **(extra_env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.start_seconds = 0.0
         self.leftovers: list[str] = []
@@ -112,10 +116,25 @@ class WarrenStack:
                 pass
         if self.proc is not None and self.proc.poll() is None:
             self.proc.wait(5)
+        self._remove_networks()
         for line in self.leftovers:
             print(f"warren_stack: {line}", file=sys.stderr)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.log.unlink(missing_ok=True)
+
+    def _remove_networks(self) -> None:
+        """Like containers, networks outlive Warren: remove this one's bridges, nftables
+        tables and dnsmasqs (what the network driver makes: see services/network/drivers)."""
+        root = self.dir / "networks"
+        if not root.is_dir():
+            return
+        for entry in sorted(root.iterdir()):
+            name = entry.name
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int((entry / "dnsmasq.pid").read_text()), signal.SIGKILL)
+            table = "warren_" + name.replace("-", "_")
+            subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
+            subprocess.run(["ip", "link", "delete", name], capture_output=True)
 
     def __enter__(self) -> WarrenStack:
         return self.start()

@@ -205,3 +205,31 @@ def test_killing_dnsmasq_or_the_network_service_heals(target: Any, containers: C
     else:
         raise AssertionError("leases not back after the network service was killed")
     assert ipv4_of(target, c1) == ip1
+
+
+def test_a_hot_plugged_nic_gets_its_reserved_address(target: Any, containers: Containers) -> None:
+    network = unique("n")
+    lxc_ok(target, "network", "create", network, "ipv4.address=10.213.7.1/24")
+    c1 = containers.launch()
+    try:
+        wait_ipv4(target, c1)
+        lxc_ok(
+            target, "config", "device", "add", c1, "eth1", "nic",
+            f"network={network}", "name=eth1", "ipv4.address=10.213.7.50",
+        )  # fmt: skip
+        leases = lxc_ok(target, "network", "list-leases", network)
+        assert "10.213.7.50" in leases and "STATIC" in leases
+        # busybox's init asks DHCP for eth0 only: ask for eth1 by hand.
+        script = "/usr/share/udhcpc/default.script"
+        lxc_ok(target, "exec", c1, "--", "udhcpc", "-i", "eth1", "-n", "-q", "-s", script)
+        shown = lxc_ok(target, "exec", c1, "--", "ip", "-4", "addr", "show", "eth1")
+        assert "10.213.7.50/24" in shown
+        sh(BUSYBOX, "ping", "-c1", "-W2", "10.213.7.50")
+        result = target.lxc("network", "delete", network)
+        assert result.returncode != 0 and "in use" in result.stderr
+        lxc_ok(target, "config", "device", "remove", c1, "eth1")
+        assert "eth1" not in lxc_ok(target, "exec", c1, "--", "ip", "link")
+    finally:
+        target.lxc("config", "device", "remove", c1, "eth1")
+        target.lxc("delete", "--force", c1)
+        lxc_ok(target, "network", "delete", network)

@@ -92,7 +92,7 @@ class BridgeDriver(NetworkDriver):
         return await self._run(netlink.interfaces)
 
     async def leases(self, name: str) -> list[Lease]:
-        return await self._run(self._dnsmasq(name).leases, {})
+        return await self._run(self._dnsmasq(name).leases)
 
     async def taken_ipv4(self) -> list[str]:
         return await self._run(netlink.taken_ipv4)

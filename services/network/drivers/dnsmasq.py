@@ -160,7 +160,21 @@ class Dnsmasq:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def leases(self, hosts: dict[str, StaticHost]) -> list[Lease]:
+    def hosts(self) -> dict[str, StaticHost]:
+        """The static entries as written to the hosts directory, by hwaddr."""
+        found: dict[str, StaticHost] = {}
+        with contextlib.suppress(FileNotFoundError):
+            for entry in self.hosts_dir.iterdir():
+                parts = entry.read_text().strip().split(",")
+                if len(parts) == 3:
+                    found[parts[0]] = StaticHost(parts[0], parts[2], IPv4Address(parts[1]))
+                elif len(parts) == 2:
+                    found[parts[0]] = StaticHost(parts[0], parts[1])
+        return found
+
+    def leases(self) -> list[Lease]:
+        """dnsmasq's leases, and the fixed addresses not leased yet."""
+        hosts = self.hosts()
         found: list[Lease] = []
         seen: set[str] = set()
         with contextlib.suppress(FileNotFoundError):
