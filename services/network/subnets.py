@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Network
 
 from schemas.errors import BadRequest
 
@@ -28,6 +28,11 @@ def pick_ipv4(taken: Iterable[IPv4Network], rng: random.Random | None = None) ->
         if not any(candidate.overlaps(n) for n in used):
             return candidate
     raise BadRequest("No free IPv4 subnet left in 10.0.0.0/8: give ipv4.address explicitly")
+
+
+def overlaps(a: IPv4Network | IPv6Network, b: IPv4Network | IPv6Network) -> bool:
+    """Do two networks share an address (never, across families)?"""
+    return a.version == b.version and a.overlaps(b)  # type: ignore[arg-type]
 
 
 def host_interface(subnet: IPv4Network) -> IPv4Interface:

@@ -53,6 +53,10 @@ class Dnsmasq:
             "--no-ping",
             "--no-resolv",
             "--no-hosts",
+            # dnsmasq reads the hosts directory after dropping to "nobody": under a root that
+            # nobody may traverse (0700, as $WARREN_DIR or a test's tmp dir may be) every
+            # fixed address and name were silently ignored.
+            "--user=root",
             f"--interface={spec.name}",
             f"--listen-address={host}",
             f"--pid-file={self.pid_file}",

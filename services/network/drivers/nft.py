@@ -39,10 +39,12 @@ def ruleset(spec: BridgeSpec) -> str:
     if spec.ipv6 is not None and spec.ipv6_nat:
         subnet6 = spec.ipv6.network
         lines.append(f'  ip6 saddr {subnet6} ip6 daddr != {subnet6} oifname != "{br}" masquerade')
-    if spec.forwards:
-        # Forwarded connections from the host itself or from the bridge (hairpin) must see
-        # replies come back through the host: source them from the bridge's address.
-        lines.append(f'  ct status dnat oifname "{br}" masquerade')
+    if spec.forwards and spec.ipv4 is not None:
+        # Hairpin: a forwarded connection from the bridge's own subnet would be answered
+        # directly, bypassing the reverse DNAT: source it from the bridge's address. Others
+        # (outside hosts, the host itself) keep their source, as LXD's forwards do.
+        subnet = spec.ipv4.network
+        lines.append(f'  ct status dnat ip saddr {subnet} oifname "{br}" masquerade')
     lines.append("}")
     dnat = [
         f"  ip daddr {r.listen} {r.protocol} dport {r.listen_port}"
