@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface, ip_network
 from pathlib import Path
 
 import pytest
@@ -363,3 +363,36 @@ async def test_failed_ensure_leaves_nothing(lab: Lab) -> None:
         assert f"warren_{wrong.name}" not in nft_tables()
         assert not dnsmasq_pids(wrong.name)
         assert not (lab.driver.root / wrong.name).exists()
+
+
+async def test_hosts_change_without_restart(lab: Lab) -> None:
+    spec = await lab.spec(dns_domain="wtest")
+    assert spec.ipv4 is not None
+    await lab.driver.ensure(spec)
+    [pid] = dnsmasq_pids(spec.name)
+    mac, fixed = "00:16:3e:dd:00:01", spec.ipv4.ip + 77
+    changed = BridgeSpec(
+        spec.name, spec.ipv4, dns_domain="wtest", hosts=(StaticHost(mac, "late1", fixed),)
+    )
+    await lab.driver.ensure(changed)
+    assert dnsmasq_pids(spec.name) == [pid]  # dnsmasq re-reads its hosts directory
+    ns = lab.client(spec.name, mac)
+    assert lab.dhcp(ns)[0] == str(fixed)
+    out = sh("ip", "netns", "exec", ns, str(BUSYBOX), "nslookup", "late1.wtest", str(spec.ipv4.ip))
+    assert str(fixed) in out.split("Name:", 1)[-1], out
+
+
+async def test_ipv6(lab: Lab) -> None:
+    prefix = uuid.uuid4().hex[:12]
+    ipv6 = IPv6Interface(f"fd42:{prefix[:4]}:{prefix[4:8]}:{prefix[8:]}::1/64")
+    spec = await lab.spec(ipv6=ipv6, ipv6_nat=True)
+    await lab.driver.ensure(spec)
+    assert await lab.driver.healthy(spec.name)
+    state = await lab.driver.state(spec.name)
+    found = {(a["family"], a["address"], a["netmask"]) for a in state.addresses}
+    assert ("inet6", str(ipv6.ip), "64") in found
+    assert f"ip6 saddr {ipv6.network}" in sh("nft", "list", "table", "inet", f"warren_{spec.name}")
+    # Back to IPv4 only: the IPv6 address goes.
+    await lab.driver.ensure(BridgeSpec(spec.name, spec.ipv4))
+    state = await lab.driver.state(spec.name)
+    assert str(ipv6.ip) not in [a["address"] for a in state.addresses]
