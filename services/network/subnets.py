@@ -30,6 +30,12 @@ def pick_ipv4(taken: Iterable[IPv4Network], rng: random.Random | None = None) ->
     raise BadRequest("No free IPv4 subnet left in 10.0.0.0/8: give ipv4.address explicitly")
 
 
+def pick_ipv6(rng: random.Random | None = None) -> IPv6Network:
+    """A random ULA /64, fd42:xxxx:xxxx:xxxx::/64 (as LXD's ``auto`` makes)."""
+    bits = (rng or random.SystemRandom()).getrandbits(48)
+    return IPv6Network(((0xFD42 << 112) | (bits << 64), 64))
+
+
 def overlaps(a: IPv4Network | IPv6Network, b: IPv4Network | IPv6Network) -> bool:
     """Do two networks share an address (never, across families)?"""
     return a.version == b.version and a.overlaps(b)  # type: ignore[arg-type]

@@ -101,3 +101,10 @@ def test_overlaps() -> None:
     assert subnets.overlaps(IPv4Network("10.0.0.0/8"), IPv4Network("10.1.0.0/16"))
     assert not subnets.overlaps(IPv4Network("10.0.0.0/24"), IPv4Network("10.0.1.0/24"))
     assert not subnets.overlaps(IPv4Network("10.0.0.0/24"), ip_network("fd42::/64"))
+
+
+def test_pick_ipv6() -> None:
+    nets = {subnets.pick_ipv6(random.Random(seed)) for seed in range(20)}
+    assert len(nets) == 20
+    for net in nets:
+        assert net.prefixlen == 64 and net.subnet_of(ip_network("fd42::/16"))

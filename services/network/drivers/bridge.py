@@ -8,10 +8,12 @@ networks it made are the directories under ``root`` (one per network).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from schemas.errors import WarrenError
+from services.common.revert import Reverter
 from services.network.drivers import netlink, nft
 from services.network.drivers.base import (
     BridgeSpec,
@@ -44,21 +46,22 @@ class BridgeDriver(NetworkDriver):
             raise DriverError(f"network host call failed: {exc}") from None
 
     async def ensure(self, spec: BridgeSpec) -> None:
-        await self._run(self._ensure, spec)
-
-    def _ensure(self, spec: BridgeSpec) -> None:
-        new = not (self.root / spec.name).is_dir()
-        (self.root / spec.name).mkdir(parents=True, exist_ok=True)
-        try:
-            netlink.ensure_bridge(spec.name, spec.mtu)
+        directory = self.root / spec.name
+        dnsmasq = self._dnsmasq(spec.name)
+        async with Reverter() as revert:
+            # Only what this call made is undone: a network that existed stays as it was.
+            if not directory.is_dir():
+                await self._run(functools.partial(directory.mkdir, parents=True))
+                revert.add(lambda: self._run(dnsmasq.remove))
+            if await self._run(netlink.ensure_bridge, spec.name, spec.mtu):
+                revert.add(lambda: self._run(netlink.delete, spec.name))
             wanted = [a for a in (spec.ipv4, spec.ipv6) if a is not None]
-            netlink.set_addresses(spec.name, wanted)
-            nft.apply(spec)
-            self._dnsmasq(spec.name).ensure(spec)
-        except BaseException:
-            if new:
-                self._remove(spec.name)
-            raise
+            await self._run(netlink.set_addresses, spec.name, wanted)
+            if not await self._run(nft.present, spec.name):
+                revert.add(lambda: self._run(nft.remove, spec.name))
+            await self._run(nft.apply, spec)
+            await self._run(dnsmasq.ensure, spec)
+            revert.success()
 
     async def remove(self, name: str) -> None:
         await self._run(self._remove, name)
