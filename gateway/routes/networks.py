@@ -75,6 +75,4 @@ async def network_state(request: web.Request) -> web.Response:
 @routes.get("/1.0/networks/{name}/leases")
 async def network_leases(request: web.Request) -> web.Response:
     body = ByName(name=request.match_info["name"])
-    return responses.sync(
-        await ask(request, subjects.NETWORK_LEASES, body, NETWORKS.meta(request))
-    )
+    return responses.sync(await ask(request, subjects.NETWORK_LEASES, body, NETWORKS.meta(request)))

@@ -47,13 +47,21 @@ def dnsmasq_of(name: str) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cmdline and cmdline[0].endswith(b"dnsmasq") and f"--interface={name}".encode() in cmdline:
+        if (
+            cmdline
+            and cmdline[0].endswith(b"dnsmasq")
+            and f"--interface={name}".encode() in cmdline
+        ):
             found.append(int(proc.name))
     return found
 
 
 def gone_from_host(name: str) -> bool:
-    return not link_exists(name) and name.replace("-", "_") not in nft_tables() and not dnsmasq_of(name)
+    return (
+        not link_exists(name)
+        and name.replace("-", "_") not in nft_tables()
+        and not dnsmasq_of(name)
+    )
 
 
 def wait_until(predicate: Any, timeout: float = 15.0) -> bool:
@@ -101,9 +109,10 @@ def test_create_list_show_set_unset_rename_delete(target: Any, networks: Network
     assert shown["config"]["ipv4.nat"] == "true"
     # On the host: the bridge holds the address, dnsmasq serves it, rules are in our table.
     assert link_exists(name)
-    assert str(address.ip) in subprocess.run(
-        ["ip", "-4", "addr", "show", name], capture_output=True, text=True
-    ).stdout
+    assert (
+        str(address.ip)
+        in subprocess.run(["ip", "-4", "addr", "show", name], capture_output=True, text=True).stdout
+    )
     assert wait_until(lambda: bool(dnsmasq_of(name)))
     assert name.replace("-", "_") in nft_tables()
 

@@ -94,9 +94,13 @@ def test_plug_records_nics_and_refuses_bad_addresses() -> None:
     assert agg.decide(plugged, agg.Plug("00:16:3e:00:00:01", nic)) == []  # nothing new
     for address in ("10.9.9.9", "10.5.6.1", "not-an-ip"):
         with pytest.raises(BadRequest):
-            agg.decide(plugged, agg.Plug("00:16:3e:00:00:02", Nic("c2", "default", "eth0", address)))
+            agg.decide(
+                plugged, agg.Plug("00:16:3e:00:00:02", Nic("c2", "default", "eth0", address))
+            )
     with pytest.raises(BadRequest, match="already used"):
-        agg.decide(plugged, agg.Plug("00:16:3e:00:00:02", Nic("c2", "default", "eth0", "10.5.6.20")))
+        agg.decide(
+            plugged, agg.Plug("00:16:3e:00:00:02", Nic("c2", "default", "eth0", "10.5.6.20"))
+        )
     # A subnet change that would strand a fixed address is refused.
     with pytest.raises(BadRequest, match="outside the new subnet"):
         agg.decide(plugged, agg.Update(mode="put", config={"ipv4.address": "10.7.0.1/24"}))
