@@ -82,17 +82,24 @@ def push(run: list[str], nc: str, target: str, mb: int) -> float:
 def throughput(stack: WarrenStack, api: Api, a: str, b: str, mb: int) -> dict[str, float]:
     target = ipv4(api, b)
     assert target is not None
-    server = f'setsid sh -c "nc -l -p {PORT} >/dev/null" </dev/null >/dev/null 2>&1 &'
+    # The listener hands the connection to a sink (nc -l with its own stdin at EOF would
+    # close it at once): the sender's time is the transfer's.
+    sink = "printf '#!/bin/sh\\ncat >/dev/null\\n' >/tmp/sink; chmod +x /tmp/sink"
+    server = f'{sink}; setsid nc -l -p {PORT} -e /tmp/sink </dev/null >/dev/null 2>&1 &'
     lxc(stack, "exec", b, "--", "sh", "-c", server)
     time.sleep(0.3)
     client = ["env", f"LXD_SOCKET={stack.socket}", "lxc", "exec", a, "--", "sh", "-c"]
     bridge = push(client, "nc", target, mb)
-    listener = subprocess.Popen([BUSYBOX, "nc", "-l", "-p", str(PORT)], stdout=subprocess.DEVNULL)
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as script:
+        script.write("#!/bin/sh\ncat >/dev/null\n")
+    Path(script.name).chmod(0o755)
+    listener = subprocess.Popen([BUSYBOX, "nc", "-l", "-p", str(PORT), "-e", script.name])
     time.sleep(0.2)
     try:
         loop = push(["sh", "-c"], f"{BUSYBOX} nc", "127.0.0.1", mb)
     finally:
         listener.kill()
+        Path(script.name).unlink()
     return {"bridge_mb_s": mb / bridge, "loopback_mb_s": mb / loop, "mb": mb}
 
 
