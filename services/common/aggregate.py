@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from schemas.envelope import Event
 from schemas.errors import Conflict
@@ -36,3 +38,44 @@ async def decide_and_append(store: EventStore, decide: Decision, attempts: int =
         except WrongSequence:
             log.info("concurrent write on %s, deciding again (%d)", events[0].subject, attempt)
     raise Conflict("the object kept changing concurrently; try again")
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Who asked: copied onto each event a command causes."""
+
+    requestor: str = "unknown"
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    node: str = ""
+
+
+SYSTEM = Meta(requestor="warren")
+
+
+def state_event(
+    type_: str,
+    aggregate: str,
+    aggregate_id: str,
+    version: int,
+    payload: dict[str, Any],
+    meta: Meta,
+    node: str,
+    event_id: str | None = None,
+) -> Event:
+    """The next event of an aggregate whose events carry its whole state (``version`` is the
+    state's current one); ``node`` when the command's meta names none."""
+    fields: dict[str, Any] = {
+        "type": type_,
+        "aggregate": aggregate,
+        "aggregate_id": aggregate_id,
+        "version": version + 1,
+        "payload": payload,
+        "requestor": meta.requestor,
+        "correlation_id": meta.correlation_id,
+        "causation_id": meta.causation_id,
+        "node": meta.node or node,
+    }
+    if event_id is not None:
+        fields["event_id"] = event_id
+    return Event(**fields)

@@ -13,21 +13,9 @@ from typing import Any, Literal
 from schemas import events
 from schemas.envelope import Event
 from schemas.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from services.common.aggregate import SYSTEM, Meta, state_event
 from services.network.networks import config as cfg
 from services.network.networks.state import NETWORK, NetworkState, Nic
-
-
-@dataclass(frozen=True)
-class Meta:
-    """Who asked: copied onto each event a command causes."""
-
-    requestor: str = "unknown"
-    correlation_id: str | None = None
-    causation_id: str | None = None
-    node: str = ""
-
-
-SYSTEM = Meta(requestor="warren")
 
 
 @dataclass(frozen=True)
@@ -94,20 +82,8 @@ def exists(state: NetworkState | None) -> bool:
 def _event(
     type_: str, state: NetworkState, meta: Meta, event_id: str | None = None, **extra: Any
 ) -> Event:
-    fields: dict[str, Any] = {
-        "type": type_,
-        "aggregate": NETWORK,
-        "aggregate_id": state.id,
-        "version": state.version + 1,
-        "payload": {**state.payload(), **extra},
-        "requestor": meta.requestor,
-        "correlation_id": meta.correlation_id,
-        "causation_id": meta.causation_id,
-        "node": meta.node or state.node,
-    }
-    if event_id is not None:
-        fields["event_id"] = event_id
-    return Event(**fields)
+    payload = {**state.payload(), **extra}
+    return state_event(type_, NETWORK, state.id, state.version, payload, meta, state.node, event_id)
 
 
 def decide(state: NetworkState | None, command: Command) -> list[Event]:

@@ -15,25 +15,13 @@ from pydantic import ValidationError
 from schemas import events
 from schemas.envelope import Event
 from schemas.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from services.common.aggregate import SYSTEM, Meta, state_event
 from services.storage.drivers import DRIVERS
 from services.storage.pools.state import POOL, PoolState
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 #: Free-form keys a pool may carry and change, as on other LXD objects.
 USER_PREFIX = "user."
-
-
-@dataclass(frozen=True)
-class Meta:
-    """Who asked: copied onto each event a command causes."""
-
-    requestor: str = "unknown"
-    correlation_id: str | None = None
-    causation_id: str | None = None
-    node: str = ""
-
-
-SYSTEM = Meta(requestor="warren")
 
 
 @dataclass(frozen=True)
@@ -104,20 +92,8 @@ def check_config(driver: str, config: dict[str, str]) -> None:
 def _event(
     type_: str, state: PoolState, meta: Meta, event_id: str | None = None, **extra: Any
 ) -> Event:
-    fields: dict[str, Any] = {
-        "type": type_,
-        "aggregate": POOL,
-        "aggregate_id": state.id,
-        "version": state.version + 1,
-        "payload": {**state.payload(), **extra},
-        "requestor": meta.requestor,
-        "correlation_id": meta.correlation_id,
-        "causation_id": meta.causation_id,
-        "node": meta.node or state.node,
-    }
-    if event_id is not None:
-        fields["event_id"] = event_id
-    return Event(**fields)
+    payload = {**state.payload(), **extra}
+    return state_event(type_, POOL, state.id, state.version, payload, meta, state.node, event_id)
 
 
 def decide(state: PoolState | None, command: Command) -> list[Event]:
