@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from ipaddress import IPv4Network
 
 from schemas.errors import WarrenError
@@ -91,8 +92,8 @@ class HostNetworks:
                 log.exception("healing the networks failed; trying again")
 
     @staticmethod
-    async def _quietly(work: object, name: str) -> None:
+    async def _quietly(work: Awaitable[None], name: str) -> None:
         try:
-            await work  # type: ignore[misc]
+            await work
         except WarrenError as exc:
             log.error("network %s: %s", name, exc.message)

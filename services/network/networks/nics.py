@@ -33,9 +33,9 @@ class NicHandlers:
         nic = Nic(body.instance, body.project, body.device, body.ipv4_address or None)
         async with self.n.host.lock(body.network):
             await self.n.fresh()
-            if self.n.find(body.network) is None:
+            before = self.n.find(body.network)
+            if before is None:
                 raise BadRequest(f'Network "{body.network}" not found')
-            before = self.n.network_or_404(body.network)
             state, seq = await self.n.decide(
                 body.network, lambda _s: agg.Plug(hwaddr, nic, self.n.meta(meta))
             )
