@@ -14,6 +14,7 @@ an image already built by ``ops/build-image debian`` instead of building one.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -110,6 +111,15 @@ def wait_booted(stack: Stack, name: str) -> None:
     wait_for(booted, BOOT_TIMEOUT, f"{name} in runlevel 2", interval=0.1)
 
 
+def ipv4_of(stack: Stack, name: str) -> str | None:
+    for entry in json.loads(lxc_ok(stack, "list", name, "--format", "json")):
+        network = (entry.get("state") or {}).get("network") or {}
+        for address in (network.get("eth0") or {}).get("addresses", []):
+            if address["family"] == "inet" and address["scope"] == "global":
+                return str(address["address"])
+    return None
+
+
 def status(stack: Stack, name: str) -> str:
     return lxc_ok(stack, "list", name, "-c", "s", "--format", "csv").strip()
 
@@ -160,6 +170,8 @@ def test_debian_boots_to_its_init_and_services(
         assert_runs_its_init(warren, name)
         console = lxc_ok(warren, "console", name, "--show-log")
         assert "INIT: Entering runlevel: 2" in console, console[-3000:]
+        # ifupdown's dhclient got an address from the default network's dnsmasq.
+        wait_for(lambda: ipv4_of(warren, name), 15, f"{name} holding a DHCP address", 0.1)
         # The instance's name, not one fixed in the image (sysvinit's hostname.sh would set it).
         assert in_container(warren, name, "hostname").strip() == name
         assert in_container(warren, name, "id", "-u").strip() == "0"
