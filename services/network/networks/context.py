@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +56,7 @@ class Networks:
         return ObjectResult(object=await self.view(state), etag=state.etag).model_dump()
 
     async def decide(
-        self, name: str, command: Callable[[NetworkState], Awaitable[agg.Command] | agg.Command]
+        self, name: str, command: Callable[[NetworkState], agg.Command]
     ) -> tuple[NetworkState | None, int]:
         """Decide on fresh state and append (retrying on concurrent writes): the new state
         (``None`` when deleted) and the sequence."""
@@ -65,9 +65,7 @@ class Networks:
         async def decision() -> tuple[Sequence[Event], int]:
             await self.fresh()
             state = self.network_or_404(name)
-            made = command(state)
-            cmd = await made if isinstance(made, Awaitable) else made
-            events = agg.decide(state, cmd)
+            events = agg.decide(state, command(state))
             decided[:] = [agg.evolve(state, events[-1]) if events else state]
             return events, self.projection.seq_of(state.id)
 

@@ -106,15 +106,16 @@ class NetworkHandlers:
     async def update(self, body: wire.UpdateNetwork, meta: RequestMeta) -> tuple[Any, int]:
         async with self.n.host.lock(body.name):
             before = self.n.network_or_404(body.name)
+            taken = tuple(await self.n.host.taken(except_name=body.name))
 
-            async def command(state: Any) -> agg.Command:
+            def command(state: Any) -> agg.Command:
                 return agg.Update(
                     mode=body.mode,
                     description=body.description,
                     config=body.config,
                     fields=tuple(body.fields),
                     if_match=meta.if_match,
-                    taken=tuple(await self.n.host.taken(except_name=state.name)),
+                    taken=taken,
                     meta=self.n.meta(meta),
                 )
 
