@@ -128,7 +128,7 @@ def test_unprivileged_by_default_privileged_on_request(stack: Stack) -> None:
         ok_op(stack, "DELETE", f"/1.0/instances/{name}")
 
 
-def test_profiles_and_projects_in_use_cannot_go(stack: Stack) -> None:
+def test_profiles_in_use_follow_renames_and_cannot_go(stack: Stack) -> None:
     profile, name = unique("prof"), unique("user")
     assert (
         call(stack, "POST", "/1.0/profiles", {"name": profile, "config": {"user.x": "1"}})[0] == 201
@@ -142,6 +142,14 @@ def test_profiles_and_projects_in_use_cannot_go(stack: Stack) -> None:
     instance = get(stack, f"/1.0/instances/{name}")
     assert instance["expanded_config"]["user.x"] == "1"
     assert instance["expanded_devices"]["root"]["pool"] == "default"
+    assert f"/1.0/instances/{name}" in get(stack, f"/1.0/profiles/{profile}")["used_by"]
+    # A rename reaches the instance, as in LXD (instances refer to the profile itself).
+    renamed = unique("prof")
+    assert call(stack, "POST", f"/1.0/profiles/{profile}", {"name": renamed})[0] == 201
+    profile = renamed
+    instance = get(stack, f"/1.0/instances/{name}")
+    assert instance["profiles"] == ["default", profile]
+    assert instance["expanded_config"]["user.x"] == "1"
     assert f"/1.0/instances/{name}" in get(stack, f"/1.0/profiles/{profile}")["used_by"]
     status, answer = call(stack, "DELETE", f"/1.0/profiles/{profile}")
     assert status == 409 and "in use" in answer["error"], answer

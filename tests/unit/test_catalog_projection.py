@@ -7,6 +7,8 @@ from schemas.envelope import Event, StoredEvent
 from services.instance.catalog import profile, project
 from services.instance.catalog.meta import default_project_id
 from services.instance.catalog.projection import CatalogProjection
+from services.instance.instances import aggregate as instance
+from services.instance.instances.state import InstanceState
 
 
 class Log:
@@ -71,3 +73,44 @@ def test_snapshot_round_trip_restores_everything() -> None:
     assert restored.project_by_name == view.project_by_name
     assert restored.profile_by_name == view.profile_by_name
     assert restored.seqs == view.seqs and restored.former == view.former
+
+
+def _instance(log: Log, profiles: list[str], project_id: str = "") -> InstanceState:
+    state = InstanceState(
+        id="i1",
+        project_id=project_id or default_project_id(),
+        name="c1",
+        node="n1",
+        host_name="w-i1",
+        pool="default",
+        image="",
+        profiles=profiles,
+    )
+    log.feed(instance.decide(None, instance.Create(state, "default")))
+    return log.view.instances.by_id["i1"]
+
+
+def test_a_profile_rename_reaches_the_instances_using_it() -> None:
+    log = _catalog()
+    view = log.view
+    _instance(log, ["default", "web"])
+    web = view.profile(default_project_id(), "web")
+    log.feed(profile.decide(web, profile.RenameProfile(project="default", new_name="api")))
+    assert view.instances.by_id["i1"].profiles == ["default", "api"]
+    api = view.profile(default_project_id(), "api")
+    assert api is not None and view.profile_used_by(api) == ["/1.0/instances/c1"]
+
+
+def test_an_instance_event_decided_before_a_rename_follows_it() -> None:
+    log = _catalog()
+    view = log.view
+    before = _instance(log, ["web"])
+    web = view.profile(default_project_id(), "web")
+    log.feed(profile.decide(web, profile.RenameProfile(project="default", new_name="api")))
+    # Decided on the state from before the rename, appended after it.
+    update = instance.Update(
+        project="default", mode="patch", fields=("description",), description="x"
+    )
+    log.feed(instance.decide(before, update))
+    assert view.instances.by_id["i1"].profiles == ["api"]
+    assert view.instances.by_id["i1"].description == "x"

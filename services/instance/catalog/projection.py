@@ -35,7 +35,7 @@ class CatalogProjection(Projection):
     ``evolve``."""
 
     name = "catalog"
-    snapshot_version = 3
+    snapshot_version = 4
     aggregates = frozenset({PROJECT, PROFILE, INSTANCE})
 
     def __init__(self) -> None:
@@ -49,6 +49,7 @@ class CatalogProjection(Projection):
         agg_id = event.aggregate_id
         if event.aggregate == INSTANCE:
             self.instances.apply(event)
+            self._follow_profile_renames(agg_id)
         elif event.aggregate == PROJECT:
             old_p = self.projects.get(agg_id)
             new_p = project_agg.evolve(old_p, event)
@@ -59,6 +60,8 @@ class CatalogProjection(Projection):
             new = profile_agg.evolve(old, event)
             if new is not None:
                 self._index_profile(old, new)
+                if old is not None and old.name != new.name:
+                    self._rename_in_instances(new, old.name)
         self.seqs[agg_id] = stored.seq
 
     def _index_project(self, old: ProjectState | None, new: ProjectState) -> None:
@@ -78,6 +81,33 @@ class CatalogProjection(Projection):
         if not new.deleted:
             self.profile_by_name[(new.project_id, new.name)] = new.id
         self.former[former_key(PROFILE, new.project_id, new.name)] = new.id
+
+    def _rename_in_instances(self, profile: ProfileState, old_name: str) -> None:
+        # As in LXD, where instances refer to a profile by id: a rename reaches its users.
+        home = self.project_by_id(profile.project_id)
+        if home is None:
+            return
+        for state in self.instances.using_profile(self.projects_using_profiles_of(home), old_name):
+            renamed = [profile.name if p == old_name else p for p in state.profiles]
+            self.instances.set_profiles(state.id, renamed)
+
+    def _follow_profile_renames(self, instance_id: str) -> None:
+        # An instance event decided just before a profile rename was folded still names the
+        # profile by its old name: follow the name history to the profile's current name.
+        state = self.instances.by_id.get(instance_id)
+        project = self.project_by_id(state.project_id) if state is not None else None
+        if state is None or project is None:
+            return
+        home_id = self.profile_home(project).id
+        current = [self._current_profile_name(home_id, p) for p in state.profiles]
+        if current != state.profiles:
+            self.instances.set_profiles(instance_id, current)
+
+    def _current_profile_name(self, home_id: str, name: str) -> str:
+        if (home_id, name) in self.profile_by_name:
+            return name
+        holder = self.profiles.get(self.former.get(former_key(PROFILE, home_id, name), ""))
+        return holder.name if holder is not None and not holder.deleted else name
 
     # -- snapshots -----------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from schemas.envelope import Event
@@ -36,6 +37,10 @@ class InstanceIndex:
         else:
             # Deleted instances are only kept for their id's history: drop the state.
             del self.by_id[new.id]
+
+    def set_profiles(self, instance_id: str, profiles: list[str]) -> None:
+        """Point a live instance at its profiles' current names (a profile was renamed)."""
+        self.by_id[instance_id] = replace(self.by_id[instance_id], profiles=profiles)
 
     def dump(self) -> dict[str, Any]:
         return {"live": [s.dump() for s in self.by_id.values()], "former": self.former}
