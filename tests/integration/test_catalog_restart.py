@@ -40,7 +40,7 @@ def _views(projection: CatalogProjection) -> dict:
         "profiles": projection.profiles,
         "by_name": (projection.project_by_name, projection.profile_by_name),
         "seqs": projection.seqs,
-        "former": projection.former,
+        "names": projection.names,
     }
 
 

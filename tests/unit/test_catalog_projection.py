@@ -72,7 +72,7 @@ def test_snapshot_round_trip_restores_everything() -> None:
     assert restored.projects == view.projects and restored.profiles == view.profiles
     assert restored.project_by_name == view.project_by_name
     assert restored.profile_by_name == view.profile_by_name
-    assert restored.seqs == view.seqs and restored.former == view.former
+    assert restored.seqs == view.seqs and restored.names == view.names
 
 
 def _instance(log: Log, profiles: list[str], project_id: str = "") -> InstanceState:
@@ -114,3 +114,35 @@ def test_an_instance_event_decided_before_a_rename_follows_it() -> None:
     log.feed(instance.decide(before, update))
     assert view.instances.by_id["i1"].profiles == ["api"]
     assert view.instances.by_id["i1"].description == "x"
+
+
+def test_the_name_history_keeps_every_holder_of_a_name_and_survives_a_snapshot() -> None:
+    log = _catalog()
+    view = log.view
+    pid = default_project_id()
+    first = _instance(log, ["default"])
+    log.feed(instance.decide(first, instance.Delete(project="default")))
+    assert "i1" not in view.instances.by_id  # the index drops deleted instances
+    again = InstanceState(
+        id="i2", project_id=pid, name="c1", node="n1", host_name="w-i2", pool="default", image=""
+    )
+    log.feed(instance.decide(None, instance.Create(again, "default")))
+    log.feed(instance.decide(view.instances.by_id["i2"], instance.Rename("default", "c2")))
+    assert list(view.names.holders("instance", pid, "c1")) == ["i1", "i2"]
+    gone, moved = view.names.carrier("i1"), view.names.carrier("i2")
+    assert gone is not None and (gone.name, gone.deleted, gone.scope) == ("c1", True, pid)
+    assert moved is not None and (moved.name, moved.deleted) == ("c2", False)
+
+    # A profile name reused after a delete: both holders, in the order they had it.
+    web = view.profile(pid, "web")
+    log.feed(profile.decide(web, profile.DeleteProfile(project="default")))
+    create = profile.CreateProfile(id="d", project_id=pid, project="default", name="web")
+    log.feed(profile.decide(None, create))
+    assert list(view.names.holders("profile", pid, "web")) == ["a", "d"]
+    assert view.former_holder("profile", pid, "web") == "d"
+    assert view.names.names("profile", "j") == ["web"]
+
+    restored = CatalogProjection()
+    restored.load(codec.unpack(codec.pack(view.dump())))
+    assert restored.names == view.names
+    assert list(restored.names.holders("instance", pid, "c1")) == ["i1", "i2"]

@@ -1,8 +1,8 @@
 """The catalog read model: every project and profile, by id and by name.
 
 It keeps, per aggregate, the stream sequence of its last event (the expected sequence of the
-next append) and, for history, tombstones of deleted objects and the latest object that
-carried each name.
+next append) and, for history, tombstones of deleted projects and profiles and every object
+that ever carried each name (:mod:`name_history`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from services.common.projection import Projection
 from services.instance.catalog import profile as profile_agg
 from services.instance.catalog import project as project_agg
 from services.instance.catalog.meta import DEFAULT, PROFILE, PROJECT, default_project_id
+from services.instance.catalog.name_history import NameHistory
 from services.instance.catalog.state import (
     ProfileState,
     ProjectState,
@@ -25,17 +26,12 @@ from services.instance.instances.index import InstanceIndex
 from services.instance.instances.state import INSTANCE
 
 
-def former_key(kind: str, scope: str, name: str) -> str:
-    """Key of the name history: ``scope`` is the project id for profiles, "" for projects."""
-    return f"{kind}\0{scope}\0{name}"
-
-
 class CatalogProjection(Projection):
     """Projects, profiles and instances folded from the log with the aggregates' own
     ``evolve``."""
 
     name = "catalog"
-    snapshot_version = 4
+    snapshot_version = 5
     aggregates = frozenset({PROJECT, PROFILE, INSTANCE})
 
     def __init__(self) -> None:
@@ -48,18 +44,27 @@ class CatalogProjection(Projection):
         event = stored.event
         agg_id = event.aggregate_id
         if event.aggregate == INSTANCE:
+            before = self.instances.by_id.get(agg_id)
             self.instances.apply(event)
             self._follow_profile_renames(agg_id)
+            after = self.instances.by_id.get(agg_id)
+            known = after or before
+            if known is not None:
+                self.names.saw(
+                    INSTANCE, known.project_id, known.name, agg_id, stored.seq, after is None
+                )
         elif event.aggregate == PROJECT:
             old_p = self.projects.get(agg_id)
             new_p = project_agg.evolve(old_p, event)
             if new_p is not None:
                 self._index_project(old_p, new_p)
+                self.names.saw(PROJECT, "", new_p.name, agg_id, stored.seq, new_p.deleted)
         else:
             old = self.profiles.get(agg_id)
             new = profile_agg.evolve(old, event)
             if new is not None:
                 self._index_profile(old, new)
+                self.names.saw(PROFILE, new.project_id, new.name, agg_id, stored.seq, new.deleted)
                 if old is not None and old.name != new.name:
                     self._rename_in_instances(new, old.name)
         self.seqs[agg_id] = stored.seq
@@ -70,7 +75,6 @@ class CatalogProjection(Projection):
             del self.project_by_name[old.name]
         if not new.deleted:
             self.project_by_name[new.name] = new.id
-        self.former[former_key(PROJECT, "", new.name)] = new.id
 
     def _index_profile(self, old: ProfileState | None, new: ProfileState) -> None:
         self.profiles[new.id] = new
@@ -80,7 +84,6 @@ class CatalogProjection(Projection):
                 del self.profile_by_name[key]
         if not new.deleted:
             self.profile_by_name[(new.project_id, new.name)] = new.id
-        self.former[former_key(PROFILE, new.project_id, new.name)] = new.id
 
     def _rename_in_instances(self, profile: ProfileState, old_name: str) -> None:
         # As in LXD, where instances refer to a profile by id: a rename reaches its users.
@@ -106,7 +109,7 @@ class CatalogProjection(Projection):
     def _current_profile_name(self, home_id: str, name: str) -> str:
         if (home_id, name) in self.profile_by_name:
             return name
-        holder = self.profiles.get(self.former.get(former_key(PROFILE, home_id, name), ""))
+        holder = self.profiles.get(self.former_holder(PROFILE, home_id, name) or "")
         return holder.name if holder is not None and not holder.deleted else name
 
     # -- snapshots -----------------------------------------------------------------------
@@ -116,7 +119,7 @@ class CatalogProjection(Projection):
             "projects": [s.dump() for s in self.projects.values()],
             "profiles": [s.dump() for s in self.profiles.values()],
             "seqs": self.seqs,
-            "former": self.former,
+            "names": self.names.dump(),
             "instances": self.instances.dump(),
         }
 
@@ -124,7 +127,8 @@ class CatalogProjection(Projection):
         self.projects: dict[str, ProjectState] = {}
         self.profiles: dict[str, ProfileState] = {}
         self.seqs: dict[str, int] = {}
-        self.former: dict[str, str] = {}
+        #: Every object that ever carried each name, for history.
+        self.names = NameHistory()
         self.project_by_name: dict[str, str] = {}
         self.profile_by_name: dict[tuple[str, str], str] = {}
         self.instances = InstanceIndex()
@@ -136,7 +140,7 @@ class CatalogProjection(Projection):
         for raw in state["profiles"]:
             self._index_profile(None, ProfileState(**raw))
         self.seqs = {k: int(v) for k, v in state["seqs"].items()}
-        self.former = dict(state["former"])
+        self.names.load(state.get("names"))
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -172,7 +176,7 @@ class CatalogProjection(Projection):
 
     def former_holder(self, kind: str, scope: str, name: str) -> str | None:
         """The latest aggregate (live or not) that carried ``name``."""
-        return self.former.get(former_key(kind, scope, name))
+        return self.names.latest(kind, scope, name)
 
     def profile_has_name(self, profile_id: str, name: str) -> bool:
         state = self.profiles.get(profile_id)
