@@ -9,7 +9,8 @@ the ``If-Match`` header. Results are LXD shapes (``schemas.lxd.catalog``) as pla
 - project rename: :class:`OperationResult` (LXD makes it an operation; the service records it
   in the log under the request's ``correlation_id`` when that is a uuid, and answers once it
   has ended);
-- history (``HistoryQuery``): :class:`HistoryResult`.
+- history (``HistoryQuery``): :class:`HistoryResult`; history list (``HistoryListQuery``):
+  URLs or :class:`HistoryName` entries.
 
 ``Reply.seq`` is the stream sequence the answer reflects.
 """
@@ -65,14 +66,26 @@ class UpdateProject(ProjectPut):
 class HistoryQuery(BaseModel):
     """The history of one object, and optionally its state at a point in the log.
 
-    ``kind`` is the aggregate (``profile``, ``project``); ``name`` its current or former name
-    in the request's project. ``at_seq`` / ``at_time`` (RFC 3339) ask for the object as it was.
+    ``kind`` is the aggregate (``profile``, ``project``, ``instance``); ``name`` a name it has
+    or had in the request's project (a project that has or had that name: deleted and renamed
+    projects count). Several objects may have carried the name in turn: ``object_id`` picks
+    one (else the live one, else the latest). ``at_seq`` / ``at_time`` (RFC 3339) ask for the
+    object as it was.
     """
 
     kind: str
     name: str
+    object_id: str | None = None
     at_seq: int | None = None
     at_time: str | None = None
+
+
+class HistoryListQuery(BaseModel):
+    """The names ever carried by objects of ``kind`` in the request's project: URLs
+    (recursion 0) or :class:`HistoryName` entries (recursion 1)."""
+
+    kind: str
+    recursion: int = 0
 
 
 class HistoryEntry(BaseModel):
@@ -100,11 +113,34 @@ class OperationResult(BaseModel):
     operation: dict[str, Any]
 
 
+class HistoryHolder(BaseModel):
+    """One object that carried a name: its latest name, its project's (latest) name, whether
+    it is deleted, and the stream sequence of its latest event."""
+
+    object_id: str
+    name: str
+    project: str | None = None
+    deleted: bool = False
+    last_seq: int = 0
+
+
 class HistoryResult(BaseModel):
     """The answer to a :class:`HistoryQuery`: ``state`` is the LXD object as of the point asked
-    for (now if none), ``None`` when it did not exist then."""
+    for (now if none), ``None`` when it did not exist then. ``name`` and ``project`` are the
+    object's latest; ``holders`` every object that carried the name asked for, oldest first."""
 
     object_id: str
     kind: str
+    name: str = ""
+    project: str | None = None
     events: list[HistoryEntry] = Field(default_factory=list)
     state: dict[str, Any] | None = None
+    holders: list[HistoryHolder] = Field(default_factory=list)
+
+
+class HistoryName(BaseModel):
+    """One name of a :class:`HistoryListQuery` answer and the objects that carried it."""
+
+    name: str
+    url: str
+    holders: list[HistoryHolder] = Field(default_factory=list)

@@ -88,6 +88,7 @@ PROFILES_DELETE = command(INSTANCE, "profile-delete")
 PROFILES_LIST = query(INSTANCE, "profile-list")
 PROFILES_GET = query(INSTANCE, "profile-get")
 HISTORY = query(INSTANCE, "history")
+HISTORY_LIST = query(INSTANCE, "history-list")
 
 # Instances: the catalog side is cluster-scoped (any instance replica, from its projection);
 # host work goes to the instance's node on ``instance.<node>.<verb>`` (instance_node()).

@@ -75,8 +75,19 @@ class Client:
         return body.get("metadata")
 
     def history(
-        self, kind: str, name: str, project: str | None = None, at: str | None = None
+        self,
+        kind: str,
+        name: str,
+        project: str | None = None,
+        at: str | None = None,
+        object_id: str | None = None,
     ) -> dict[str, Any]:
         """``GET /1.0/history/<kind>/<name>`` (the ``warren_history`` extension)."""
-        query = {k: v for k, v in (("project", project), ("at", at)) if v}
+        pairs = (("project", project), ("at", at), ("id", object_id))
+        query = {k: v for k, v in pairs if v}
         return self.get(f"/1.0/history/{quote(kind, safe='')}/{quote(name, safe='')}", query)
+
+    def history_names(self, kind: str, project: str | None = None) -> list[dict[str, Any]]:
+        """``GET /1.0/history/<kind>?recursion=1``: each name and the objects that had it."""
+        query = {"recursion": "1", **({"project": project} if project else {})}
+        return self.get(f"/1.0/history/{quote(kind, safe='')}", query)

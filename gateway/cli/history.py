@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-#: Payload keys that are bookkeeping, not something a user changed.
-_HIDDEN = frozenset({"name", "old_name"})
+#: Payload keys that are bookkeeping, not something a user changed (``project`` is the
+#: project's name at the event: a project rename is not a change of the object).
+_HIDDEN = frozenset({"name", "old_name", "project"})
 _MISSING = object()
 
 
@@ -100,6 +101,49 @@ def _after(event: dict[str, Any], at: str | None) -> bool:
     return when > point
 
 
+def columns(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as left-aligned columns two spaces apart (the last one not padded)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in rows
+    ]
+
+
+def _holder_row(holder: dict[str, Any], mark: str = "") -> tuple[str, ...]:
+    status = "deleted" if holder.get("deleted") else "live"
+    return (
+        mark + str(holder.get("object_id", "?")),
+        str(holder.get("name", "")),
+        str(holder.get("project") or "-"),
+        status,
+        str(holder.get("last_seq", "")),
+    )
+
+
+def holders_table(history: dict[str, Any], name: str) -> list[str]:
+    """The objects that carried the name, the shown one starred (nothing if only one)."""
+    holders = history.get("holders") or []
+    if len(holders) < 2:
+        return []
+    chosen = history.get("object_id")
+    rows = [("  ID", "LATEST NAME", "PROJECT", "STATUS", "LAST SEQ")]
+    rows += [_holder_row(h, "* " if h.get("object_id") == chosen else "  ") for h in holders]
+    title = f"{len(holders)} objects carried the name {name} (oldest first; pick one with --id):"
+    return [title, *columns(rows), ""]
+
+
+def names_table(listing: list[dict[str, Any]]) -> str:
+    """``warren history <kind>``: every name and each object that carried it."""
+    rows = [("NAME", "ID", "LATEST NAME", "PROJECT", "STATUS", "LAST SEQ")]
+    for item in listing:
+        for holder in item.get("holders") or []:
+            rows.append((str(item.get("name", "")), *_holder_row(holder)))
+    if len(rows) == 1:
+        return "(no history)"
+    return "\n".join(columns(rows))
+
+
 def table(history: dict[str, Any], at: str | None = None) -> str:
     """The events as columns SEQ, TIME, WHO, WHAT; a rule marks the ``--at`` point."""
     events = history.get("events") or []
@@ -108,21 +152,14 @@ def table(history: dict[str, Any], at: str | None = None) -> str:
         (str(e["seq"]), _when(str(e["occurred_at"])), str(e.get("requestor", "")), what)
         for e, what in zip(events, whats, strict=True)
     ]
-    header = ("SEQ", "TIME", "WHO", "WHAT")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-
-    def line(row: tuple[str, ...]) -> str:
-        return "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + (
-            "  " + row[3]
-        )
-
-    out = [line(header)]
+    lines = columns([("SEQ", "TIME", "WHO", "WHAT"), *rows])
+    out = [lines[0]]
     marked = False
-    for event, row in zip(events, rows, strict=True):
+    for event, line in zip(events, lines[1:], strict=True):
         if not marked and _after(event, at):
             out.append(f"---- --at {at} (later events are not in the state below) ----")
             marked = True
-        out.append(line(row))
+        out.append(line)
     return "\n".join(out)
 
 
@@ -162,9 +199,13 @@ def _scalar(value: Any) -> str:
 def report(history: dict[str, Any], kind: str, name: str, at: str | None) -> str:
     """The whole human-readable answer: heading, table, state."""
     count = len(history.get("events") or [])
+    where = f" in project {history['project']}" if history.get("project") else ""
+    now = history.get("name")
+    renamed = f", latest name {now}" if now and now != name else ""
     parts = [
-        f"{kind} {name} (id {history.get('object_id', '?')}): {count} event(s)",
+        f"{kind} {name}{where} (id {history.get('object_id', '?')}{renamed}): {count} event(s)",
         "",
+        *holders_table(history, name),
         table(history, at),
         "",
     ]

@@ -7,7 +7,7 @@ import json
 import sys
 
 from gateway.cli.client import ApiError, Client, socket_path
-from gateway.cli.history import report
+from gateway.cli.history import names_table, report
 
 #: Accepted spellings of each kind, to the kind the API names.
 KINDS = {
@@ -29,11 +29,17 @@ def parser() -> argparse.ArgumentParser:
         "history",
         help="who did what to an object, and the object as it was",
         description="Show every event of an object from the log (who, when, what changed) "
-        "and its state now or as of --at.",
+        "and its state now or as of --at. Without a name: every name objects of the kind "
+        "carried in the project, and the objects that carried each.",
     )
     history.add_argument("kind", choices=sorted(KINDS), help="kind of object")
-    history.add_argument("name", help="current or former name of the object")
-    history.add_argument("--project", help="project the object lives in (default: default)")
+    history.add_argument("name", nargs="?", help="current or former name of the object")
+    history.add_argument(
+        "--project", help="project (current or former name) of the object (default: default)"
+    )
+    history.add_argument(
+        "--id", dest="object_id", help="which of the objects that carried the name (its id)"
+    )
     history.add_argument(
         "--at", help="stream sequence number or RFC 3339 time (e.g. 2026-01-02T03:04:05Z)"
     )
@@ -48,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "history":
         kind = KINDS[args.kind]
         try:
-            history = client.history(kind, args.name, project=args.project, at=args.at)
+            if args.name is None:
+                listing = client.history_names(kind, project=args.project)
+                print(json.dumps(listing, indent=2) if args.json else names_table(listing))
+                return 0
+            history = client.history(
+                kind, args.name, project=args.project, at=args.at, object_id=args.object_id
+            )
         except ApiError as exc:
             print(f"Error: {exc}", file=sys.stderr)
             return 1

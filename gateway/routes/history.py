@@ -2,7 +2,9 @@
 
 The full history of one object from the event log (who did what, when), and the object as it
 was at ``?at=<stream sequence>`` or ``?at=<RFC 3339 time>`` (now when absent). The service
-owning the kind answers from the log; a deleted object's history stays reachable by its name.
+owning the kind answers from the log; a deleted object's history stays reachable by its name,
+in its project's current or former name (a deleted project too). Every object that carried
+the name is listed; ``?id=<object id>`` picks one. ``/1.0/history/<kind>`` lists the names.
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ from aiohttp import web
 from gateway import context, responses
 from gateway.state import state
 from schemas import subjects
-from schemas.catalog import HistoryQuery, HistoryResult
+from schemas.catalog import HistoryListQuery, HistoryQuery, HistoryResult
 from schemas.errors import BadRequest, NotFound
+from schemas.messages import RequestMeta
 
 EXTENSIONS: tuple[str, ...] = ("warren_history",)
 
-#: Which service keeps the history of which kind of object.
-KIND_SUBJECTS: dict[str, str] = {
-    "profile": subjects.HISTORY,
-    "project": subjects.HISTORY,
-    "instance": subjects.HISTORY,
+#: Which service keeps the history of which kind of object: (one object, the names).
+KIND_SUBJECTS: dict[str, tuple[str, str]] = {
+    "profile": (subjects.HISTORY, subjects.HISTORY_LIST),
+    "project": (subjects.HISTORY, subjects.HISTORY_LIST),
+    "instance": (subjects.HISTORY, subjects.HISTORY_LIST),
 }
 
 routes = web.RouteTableDef()
@@ -50,16 +53,42 @@ async def history_kinds(request: web.Request) -> web.Response:
     return responses.sync([f"/1.0/history/{kind}" for kind in KIND_SUBJECTS])
 
 
+def _subjects(kind: str) -> tuple[str, str]:
+    found = KIND_SUBJECTS.get(kind)
+    if found is None:
+        raise NotFound(f"no history for kind {kind!r} (known: {', '.join(KIND_SUBJECTS)})")
+    return found
+
+
+def _meta(request: web.Request, kind: str) -> RequestMeta:
+    meta = context.meta(request)
+    if kind == "project":
+        meta.project = context.DEFAULT_PROJECT  # projects are not in a project
+    return meta
+
+
+@routes.get("/1.0/history/{kind}")
+async def history_names(request: web.Request) -> web.Response:
+    """Every name objects of the kind carried in the project: URLs, or with ``recursion=1``
+    each name with the objects that carried it."""
+    kind = request.match_info["kind"]
+    subject = _subjects(kind)[1]
+    query = HistoryListQuery(kind=kind, recursion=context.recursion(request))
+    result = await state(request).bus.request(subject, query.model_dump(), _meta(request, kind))
+    return responses.sync(result)
+
+
 @routes.get("/1.0/history/{kind}/{name}")
 async def history_get(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
-    subject = KIND_SUBJECTS.get(kind)
-    if subject is None:
-        raise NotFound(f"no history for kind {kind!r} (known: {', '.join(KIND_SUBJECTS)})")
+    subject = _subjects(kind)[0]
     at_seq, at_time = parse_at(request.query.get("at"))
-    query = HistoryQuery(kind=kind, name=request.match_info["name"], at_seq=at_seq, at_time=at_time)
-    meta = context.meta(request)
-    if kind == "project":
-        meta.project = context.DEFAULT_PROJECT
-    result = await state(request).bus.request(subject, query.model_dump(), meta)
+    query = HistoryQuery(
+        kind=kind,
+        name=request.match_info["name"],
+        object_id=request.query.get("id") or None,
+        at_seq=at_seq,
+        at_time=at_time,
+    )
+    result = await state(request).bus.request(subject, query.model_dump(), _meta(request, kind))
     return responses.sync(HistoryResult.model_validate(result).model_dump())

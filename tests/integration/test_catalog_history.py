@@ -103,3 +103,120 @@ async def test_unknown_objects_kinds_and_times(client):
         await _history(client, "instance-type", "x")
     with pytest.raises(BadRequest, match="RFC 3339"):
         await _history(client, "profile", "default", at_time="yesterday")
+
+
+async def test_every_holder_of_a_reused_name_is_listed_and_picked_by_id(client):
+    name, other = unique("reused"), unique("moved")
+    await client.call(subjects.PROFILES_CREATE, {"name": name}, requestor="alice")
+    await client.call(
+        subjects.PROFILES_UPDATE,
+        {"name": name, "mode": "patch", "fields": ["config"], "config": {"user.v": "1"}},
+    )
+    await client.call(subjects.PROFILES_DELETE, {"name": name})
+    await client.call(subjects.PROFILES_CREATE, {"name": name}, requestor="bob")
+
+    newest = await _history(client, "profile", name)
+    first, second = newest["holders"]
+    assert second["object_id"] == newest["object_id"] != first["object_id"]
+    assert (first["name"], first["project"], first["deleted"]) == (name, "default", True)
+    assert (second["deleted"], newest["project"], newest["name"]) == (False, "default", name)
+    assert first["last_seq"] < second["last_seq"]
+
+    old = await _history(client, "profile", name, object_id=first["object_id"])
+    assert [e["type"] for e in old["events"]] == [
+        "profile-created",
+        "profile-updated",
+        "profile-deleted",
+    ]
+    assert old["events"][0]["requestor"] == "alice" and old["state"] is None
+    assert old["holders"] == newest["holders"]
+    updated = old["events"][1]["seq"]
+    as_updated = await _history(
+        client, "profile", name, object_id=first["object_id"], at_seq=updated
+    )
+    assert as_updated["state"]["config"] == {"user.v": "1"}
+    with pytest.raises(NotFound, match="was ever named"):
+        await _history(client, "profile", name, object_id="not-an-id")
+    with pytest.raises(NotFound, match="was ever named"):  # an object of another name
+        await _history(client, "profile", "default", object_id=first["object_id"])
+
+    # Renamed away, the live one is still a holder of the name; with no live holder left,
+    # the latest one is shown.
+    await client.call(subjects.PROFILES_RENAME, {"name": name, "new_name": other})
+    after = await _history(client, "profile", name)
+    assert after["object_id"] == second["object_id"] and after["name"] == other
+    assert [h["name"] for h in after["holders"]] == [name, other]
+
+
+async def test_profiles_of_a_renamed_then_deleted_project_stay_reachable(client):
+    old, new, profile = unique("mp"), unique("mp2"), unique("x")
+    await client.call(subjects.PROJECTS_CREATE, {"name": old})
+    await client.call(subjects.PROFILES_CREATE, {"name": profile}, project=old)
+    await client.call(
+        subjects.PROFILES_UPDATE,
+        {"name": profile, "mode": "patch", "fields": ["config"], "config": {"user.a": "1"}},
+        project=old,
+        requestor="erin",
+    )
+    await client.call(subjects.PROFILES_DELETE, {"name": profile}, project=old)
+    await client.call(subjects.PROJECTS_RENAME, {"name": old, "new_name": new})
+    await client.call(subjects.PROJECTS_DELETE, {"name": new})
+
+    by_new = await _history(client, "profile", profile, project=new)
+    by_old = await _history(client, "profile", profile, project=old)
+    assert by_new["object_id"] == by_old["object_id"]
+    assert by_new["project"] == new and by_new["state"] is None
+    assert [e["type"] for e in by_new["events"]] == [
+        "profile-created",
+        "profile-updated",
+        "profile-deleted",
+    ]
+    # The payload names the project (as it was called then), not its internal id.
+    created = by_new["events"][0]["payload"]
+    assert created["project"] == old and "project_id" not in created
+    assert by_new["events"][1]["requestor"] == "erin"
+    past = await _history(
+        client, "profile", profile, project=new, at_seq=by_new["events"][1]["seq"]
+    )
+    assert past["state"]["config"] == {"user.a": "1"}
+    # The project's own default profile, and the project itself, by either name.
+    default = await _history(client, "profile", "default", project=old)
+    assert default["events"][-1]["type"] == "profile-deleted"
+    gone = await _history(client, "project", old)
+    assert [e["type"] for e in gone["events"]][-2:] == ["project-renamed", "project-deleted"]
+    assert gone["name"] == new and gone["project"] is None
+    assert (await _history(client, "project", new))["object_id"] == gone["object_id"]
+
+    # A new project taking the old name does not hide the former one's objects.
+    await client.call(subjects.PROJECTS_CREATE, {"name": old})
+    again = await _history(client, "profile", profile, project=old)
+    assert again["object_id"] == by_new["object_id"]
+    projects = await _history(client, "project", old)
+    assert projects["object_id"] != gone["object_id"] and len(projects["holders"]) == 2
+    await client.call(subjects.PROJECTS_DELETE, {"name": old})
+
+
+async def test_the_names_of_a_kind_in_a_project(client):
+    project, profile = unique("lp"), unique("lprof")
+    await client.call(subjects.PROJECTS_CREATE, {"name": project})
+    await client.call(subjects.PROFILES_CREATE, {"name": profile}, project=project)
+    await client.call(subjects.PROFILES_DELETE, {"name": profile}, project=project)
+
+    urls = await client.call(subjects.HISTORY_LIST, {"kind": "profile"}, project)
+    assert urls == [
+        f"/1.0/history/profile/default?project={project}",
+        f"/1.0/history/profile/{profile}?project={project}",
+    ]
+    listed = await client.call(subjects.HISTORY_LIST, {"kind": "profile", "recursion": 1}, project)
+    entry = next(n for n in listed if n["name"] == profile)
+    assert [h["deleted"] for h in entry["holders"]] == [True]
+    assert entry["holders"][0]["project"] == project
+    projects = await client.call(subjects.HISTORY_LIST, {"kind": "project"})
+    assert "/1.0/history/project/default" in projects
+    assert f"/1.0/history/project/{project}" in projects
+    assert await client.call(subjects.HISTORY_LIST, {"kind": "instance"}, project) == []
+    with pytest.raises(NotFound, match="Project not found"):
+        await client.call(subjects.HISTORY_LIST, {"kind": "profile"}, unique("never"))
+    with pytest.raises(BadRequest, match="Unknown kind"):
+        await client.call(subjects.HISTORY_LIST, {"kind": "network"})
+    await client.call(subjects.PROJECTS_DELETE, {"name": project})

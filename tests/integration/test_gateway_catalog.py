@@ -138,3 +138,66 @@ def test_history_api_and_cli_show_who_did_what_and_past_states(module_warren) ->
 
     missing = warren_cli(w, "history", "profile", unique("never"))
     assert missing.returncode == 1 and missing.stderr.startswith("Error: ")
+
+
+def test_every_history_url_advertised_answers(module_warren) -> None:
+    w = module_warren
+    kinds = ok(w, "GET", "/1.0/history")[1]["metadata"]
+    assert kinds == ["/1.0/history/profile", "/1.0/history/project", "/1.0/history/instance"]
+    for url in kinds:
+        names = ok(w, "GET", url)[1]["metadata"]
+        assert isinstance(names, list)
+        for item in ok(w, "GET", f"{url}?recursion=1")[1]["metadata"]:
+            assert item["holders"] and ok(w, "GET", item["url"])[1]["metadata"]["events"]
+    assert "/1.0/history/profile/default" in ok(w, "GET", "/1.0/history/profile")[1]["metadata"]
+    ok(w, "GET", "/1.0/history/network", expect=404)
+    ok(w, "GET", "/1.0/history/profile?project=never-was", expect=404)
+
+
+def test_history_reaches_earlier_holders_of_a_name_and_deleted_projects(module_warren) -> None:
+    w, name = module_warren, unique("gwr")
+    ok(w, "POST", "/1.0/profiles", {"name": name}, expect=201)
+    ok(w, "PATCH", f"/1.0/profiles/{name}", {"config": {"user.v": "1"}})
+    ok(w, "DELETE", f"/1.0/profiles/{name}")
+    ok(w, "POST", "/1.0/profiles", {"name": name}, expect=201)
+
+    history = ok(w, "GET", f"/1.0/history/profile/{name}")[1]["metadata"]
+    first, second = history["holders"]
+    assert history["object_id"] == second["object_id"] and first["deleted"]
+    old = ok(w, "GET", f"/1.0/history/profile/{name}?id={first['object_id']}")[1]["metadata"]
+    assert [e["type"] for e in old["events"]][-1] == "profile-deleted"
+    assert old["events"][1]["payload"]["config"] == {"user.v": "1"}
+    assert old["events"][0]["payload"]["project"] == "default"
+    ok(w, "GET", f"/1.0/history/profile/{name}?id=nope", expect=404)
+
+    shown = warren_cli(w, "history", "profile", name)
+    assert shown.returncode == 0, shown.stderr
+    assert "2 objects carried the name" in shown.stdout
+    assert f"* {second['object_id']}" in shown.stdout and first["object_id"] in shown.stdout
+    picked = warren_cli(w, "history", "profile", name, "--id", first["object_id"])
+    assert picked.returncode == 0, picked.stderr
+    assert "config.user.v: (unset) -> 1" in picked.stdout and "(deleted)" in picked.stdout
+
+    # A profile of a project renamed, then deleted: found by either project name.
+    project, renamed, inner = unique("gmp"), unique("gmp2"), unique("gx")
+    ok(w, "POST", "/1.0/projects", {"name": project}, expect=201)
+    ok(w, "POST", f"/1.0/profiles?project={project}", {"name": inner}, expect=201)
+    ok(w, "PATCH", f"/1.0/profiles/{inner}?project={project}", {"config": {"user.a": "1"}})
+    ok(w, "DELETE", f"/1.0/profiles/{inner}?project={project}")
+    op = ok(w, "POST", f"/1.0/projects/{project}", {"name": renamed}, expect=202)[1]["metadata"]
+    ok(w, "GET", f"/1.0/operations/{op['id']}/wait?timeout=30")
+    ok(w, "DELETE", f"/1.0/projects/{renamed}")
+    for where in (project, renamed):
+        found = ok(w, "GET", f"/1.0/history/profile/{inner}?project={where}")[1]["metadata"]
+        assert found["project"] == renamed and len(found["events"]) == 3
+    urls = ok(w, "GET", f"/1.0/history/profile?project={renamed}")[1]["metadata"]
+    assert f"/1.0/history/profile/{inner}?project={renamed}" in urls
+
+    listed = warren_cli(w, "history", "profile", "--project", renamed)
+    assert listed.returncode == 0, listed.stderr
+    assert inner in listed.stdout and "deleted" in listed.stdout
+    inside = warren_cli(w, "history", "profile", inner, "--project", project)
+    assert inside.returncode == 0, inside.stderr
+    assert (
+        f"in project {renamed}" in inside.stdout and "config.user.a: (unset) -> 1" in inside.stdout
+    )

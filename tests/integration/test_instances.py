@@ -263,6 +263,26 @@ def test_an_instance_history_survives_rename_and_delete(stack: Stack) -> None:
     assert all(e["requestor"] == "root" for e in history["events"])
 
 
+def test_an_instance_name_used_twice_keeps_both_histories(stack: Stack) -> None:
+    name = unique("twice")
+    for _ in range(2):
+        launch(stack, name)
+        ok_op(stack, "PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True})
+        ok_op(stack, "DELETE", f"/1.0/instances/{name}")
+    launch(stack, name)
+    history = get(stack, f"/1.0/history/instance/{name}")
+    first, second, third = history["holders"]
+    assert history["object_id"] == third["object_id"] and not third["deleted"]
+    assert first["deleted"] and second["deleted"] and first["object_id"] != second["object_id"]
+    old = get(stack, f"/1.0/history/instance/{name}?id={first['object_id']}")
+    assert [e["type"] for e in old["events"]][-2:] == ["instance-stopped", "instance-deleted"]
+    assert old["state"] is None and old["events"][0]["payload"]["project"] == "default"
+    assert "project_id" not in old["events"][0]["payload"]
+    assert f"/1.0/history/instance/{name}" in get(stack, "/1.0/history/instance")
+    ok_op(stack, "PUT", f"/1.0/instances/{name}/state", {"action": "stop", "force": True})
+    ok_op(stack, "DELETE", f"/1.0/instances/{name}")
+
+
 def test_deletes_racing_reads_and_state_changes_disturb_nothing(stack: Stack) -> None:
     # A container being deleted must never make another request fail (listings once raised
     # "not found on this host" for whichever container vanished mid-scan).

@@ -1,9 +1,10 @@
 """``warren_history``: every event of one object, and the object as it was at a point.
 
-The object is found by its current name first, else by the latest object (deleted or
-renamed away) that carried the name. Its events come from the log itself, and the state as of
+The object is one of those that carried the name in the request's project (or in a project
+that had that name before: see :mod:`history_lookup`): the one ``object_id`` picks, else the
+live one, else the latest. Its events come from the log itself, and the state as of
 ``at_seq``/``at_time`` is the fold of the events up to that point with the aggregate's own
-``evolve``.
+``evolve``. The list query gives every name a kind of object carried in a project.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import subjects
-from schemas.catalog import HistoryEntry, HistoryQuery, HistoryResult
+from schemas.catalog import HistoryEntry, HistoryListQuery, HistoryQuery, HistoryResult
 from schemas.envelope import StoredEvent
-from schemas.errors import BadRequest, NotFound
+from schemas.errors import BadRequest
 from schemas.messages import RequestMeta
 from services.common.endpoints import EndpointGroup
 from services.instance.catalog import profile as profile_agg
 from services.instance.catalog import project as project_agg
 from services.instance.catalog.context import Catalog
+from services.instance.catalog.history_lookup import HistoryLookup
 from services.instance.catalog.meta import PROFILE, PROJECT
 from services.instance.catalog.state import ProfileState, ProjectState, profile_dict, project_dict
 from services.instance.instances import aggregate as instance_agg
@@ -39,8 +41,15 @@ def parse_time(value: str) -> datetime:
 
 
 def entry(stored: StoredEvent) -> HistoryEntry:
-    """One event as the history API shows it."""
+    """One event as the history API shows it: the internal ``project_id`` of the payload is
+    shown as ``project``, the project's name when the event happened."""
     e = stored.event
+    payload: dict[str, Any] = {}
+    for key, value in e.payload.items():
+        if key == "project_id":
+            payload["project"] = e.project  # in the id's place
+        else:
+            payload[key] = value
     return HistoryEntry(
         seq=stored.seq,
         type=e.type,
@@ -48,7 +57,7 @@ def entry(stored: StoredEvent) -> HistoryEntry:
         requestor=e.requestor,
         correlation_id=e.correlation_id,
         version=e.version,
-        payload=e.payload,
+        payload=payload,
     )
 
 
@@ -75,48 +84,44 @@ class HistoryHandler:
 
     def register(self, group: EndpointGroup) -> None:
         group.add(subjects.HISTORY, HistoryQuery, self.history)
+        group.add(subjects.HISTORY_LIST, HistoryListQuery, self.listing)
 
-    def _resolve(self, kind: str, name: str, project: str) -> str:
-        p = self.c.projection
-        if kind == PROJECT:
-            live = p.project(name)
-            found = live.id if live else p.former_holder(PROJECT, "", name)
-            if found is None:
-                raise NotFound("Project not found")
-            return found
-        if kind == INSTANCE:
-            home_project = self.c.project_or_404(project)
-            live_instance = p.instances.get(home_project.id, name)
-            found = live_instance.id if live_instance else None
-            found = found or p.instances.former_holder(home_project.id, name)
-            if found is None:
-                raise NotFound("Instance not found")
-            return found
-        home = p.profile_home(self.c.project_or_404(project))
-        live_profile = p.profile(home.id, name)
-        found = live_profile.id if live_profile else p.former_holder(PROFILE, home.id, name)
-        if found is None:
-            raise NotFound("Profile not found")
-        return found
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in KINDS:
+            raise BadRequest(f"Unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
 
     async def history(self, body: HistoryQuery, meta: RequestMeta) -> tuple[Any, int]:
-        if body.kind not in KINDS:
-            raise BadRequest(f"Unknown kind {body.kind!r} (expected one of {', '.join(KINDS)})")
+        self._check_kind(body.kind)
         at_time = parse_time(body.at_time) if body.at_time else None
         seq = await self.c.fresh()
-        object_id = self._resolve(body.kind, body.name, meta.project)
+        lookup = HistoryLookup(self.c.projection)
+        object_id, holders = lookup.select(body.kind, body.name, meta.project, body.object_id)
         stored = await self.c.store.load(subjects.event(body.kind, object_id))
         if body.at_seq is None and at_time is None:
             state: Any = self._current(body.kind, object_id)
         else:
             state = self._view(state_at(body.kind, stored, body.at_seq, at_time))
+        chosen = lookup.describe(object_id)
         result = HistoryResult(
             object_id=object_id,
             kind=body.kind,
+            name=chosen.name,
+            project=chosen.project,
             events=[entry(s) for s in stored],
             state=state,
+            holders=[lookup.describe(h) for h in holders],
         )
         return result.model_dump(), seq
+
+    async def listing(self, body: HistoryListQuery, meta: RequestMeta) -> tuple[Any, int]:
+        self._check_kind(body.kind)
+        seq = await self.c.fresh()
+        lookup = HistoryLookup(self.c.projection)
+        if body.recursion < 1:
+            names = lookup.names(body.kind, meta.project)
+            return [lookup.url(body.kind, n, meta.project) for n in names], seq
+        return [n.model_dump() for n in lookup.listing(body.kind, meta.project)], seq
 
     def _current(self, kind: str, object_id: str) -> dict[str, Any] | None:
         p = self.c.projection
