@@ -301,6 +301,47 @@ async def test_spawned_commands_take_signals_and_a_terminal(unprivileged: Host):
     shell.signal(signal.SIGTERM)  # after the end: nothing happens
 
 
+def proc_file(pid: int, name: str) -> str:
+    return Path(f"/proc/{pid}/{name}").read_text()
+
+
+def cgroups_of(pid: int) -> list[str]:
+    """The cgroup path of ``pid`` in each hierarchy (as the host sees it)."""
+    return [line.split(":", 2)[2] for line in proc_file(pid, "cgroup").splitlines()]
+
+
+async def test_spawned_commands_run_in_the_instances_cgroups(host: Host):
+    # The limits apply to what exec runs: it sits in the payload cgroup of every hierarchy.
+    driver = host.driver
+    spec = host.spec(Limits(processes=100))
+    await driver.create(spec)
+    await driver.start(spec.name)
+    payload = f"/lxc.payload.{spec.name}"
+    # What a command forks at once, before a cgroup move (of any hierarchy) caught up with it.
+    await asyncio.sleep(0.1)  # any grace period the start began is over
+    forking = await driver.spawn(spec.name, ExecRequest(command=["sh", "-c", "sleep 602 & wait"]))
+    plain = await driver.spawn(spec.name, ExecRequest(command=["sleep", "600"]))
+    gate_r, gate_w = os.pipe()
+    try:
+        gated = await driver.spawn(spec.name, ExecRequest(command=["sleep", "600"], gate=gate_r))
+    finally:
+        os.close(gate_r)
+    os.write(gate_w, GATE_OPEN)
+    os.close(gate_w)
+    try:
+        await asyncio.sleep(0.3)  # the gated one has exec'd by now
+        children = proc_file(forking.pid, f"task/{forking.pid}/children").split()
+        for pid in (plain.pid, gated.pid, int(children[0])):
+            assert proc_file(pid, "comm").strip() == "sleep"
+            assert all(path.startswith(payload) for path in cgroups_of(pid)), cgroups_of(pid)
+            procs = payload_cgroup(spec.name, "pids") / "cgroup.procs"
+            assert str(pid) in procs.read_text().split()
+    finally:
+        for process in (plain, gated, forking):
+            process.signal(signal.SIGKILL)
+            await asyncio.wait_for(process.wait(), HANG_GUARD)
+
+
 async def test_a_gated_command_runs_only_once_its_gate_opens(unprivileged: Host):
     # exec spawns the command while the client connects; it must not run before it is let.
     driver = unprivileged.driver

@@ -413,7 +413,7 @@ class LxcDriver(InstanceDriver):
                 if status is not Status.RUNNING:
                     raise BadRequest(f"instance {name} is not running")
                 run, argument = (
-                    (exec_when_opened, (request.gate, request.command))
+                    (exec_when_opened, ((), request.gate, request.command))
                     if request.gate is not None
                     else (lxc.attach_run_command, request.command)
                 )
