@@ -1,141 +1,109 @@
-"""``warren_history``: every event of one object, and the object as it was at a point.
+"""``warren_history`` of the catalog's kinds (profiles, projects, instances): the catalog's
+:class:`~services.common.history_lookup.HistoryBook`, served on :data:`subjects.HISTORY`.
 
-The object is one of those that carried the name in the request's project (or in a project
-that had that name before: see :mod:`history_lookup`): the one ``object_id`` picks, else the
-live one, else the latest. Its events come from the log itself, and the state as of
-``at_seq``/``at_time`` is the fold of the events up to that point with the aggregate's own
-``evolve``. The list query gives every name a kind of object carried in a project.
+A request covers every project that carried the request's project name (live, renamed away
+or deleted): profiles and instances are scoped by project id, so a project's former names and
+a deleted project still lead to them; the project name is looked up in the name history first.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from schemas import subjects
-from schemas.catalog import HistoryEntry, HistoryListQuery, HistoryQuery, HistoryResult
-from schemas.envelope import StoredEvent
-from schemas.errors import BadRequest
-from schemas.messages import RequestMeta
+from schemas.errors import NotFound
 from services.common.endpoints import EndpointGroup
+from services.common.history import HistoryEndpoints
+from services.common.history_lookup import HistoryBook
+from services.common.name_history import NameHistory
 from services.instance.catalog import profile as profile_agg
 from services.instance.catalog import project as project_agg
 from services.instance.catalog.context import Catalog
-from services.instance.catalog.history_lookup import HistoryLookup
 from services.instance.catalog.meta import PROFILE, PROJECT
 from services.instance.catalog.state import ProfileState, ProjectState, profile_dict, project_dict
 from services.instance.instances import aggregate as instance_agg
 from services.instance.instances.state import INSTANCE, InstanceState
 
 KINDS = (PROFILE, PROJECT, INSTANCE)
-_EVOLVE = {PROFILE: profile_agg.evolve, PROJECT: project_agg.evolve, INSTANCE: instance_agg.evolve}
 
 
-def parse_time(value: str) -> datetime:
-    """An RFC 3339 timestamp (a naive one is taken as UTC)."""
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
-    except ValueError as exc:
-        raise BadRequest(f"Invalid time {value!r}: expected RFC 3339") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+class CatalogHistory(HistoryBook):
+    """What the shared history needs to know of profiles, projects and instances."""
 
-
-def entry(stored: StoredEvent) -> HistoryEntry:
-    """One event as the history API shows it: the internal ``project_id`` of the payload is
-    shown as ``project``, the project's name when the event happened."""
-    e = stored.event
-    payload: dict[str, Any] = {}
-    for key, value in e.payload.items():
-        if key == "project_id":
-            payload["project"] = e.project  # in the id's place
-        else:
-            payload[key] = value
-    return HistoryEntry(
-        seq=stored.seq,
-        type=e.type,
-        occurred_at=e.occurred_at.isoformat().replace("+00:00", "Z"),
-        requestor=e.requestor,
-        correlation_id=e.correlation_id,
-        version=e.version,
-        payload=payload,
-    )
-
-
-def state_at(
-    kind: str, stored: list[StoredEvent], at_seq: int | None, at_time: datetime | None
-) -> Any:
-    """Fold the events up to the given point (all of them without one)."""
-    state: Any = None
-    evolve = _EVOLVE[kind]
-    for item in stored:
-        if at_seq is not None and item.seq > at_seq:
-            break
-        if at_time is not None and item.event.occurred_at > at_time:
-            break
-        state = evolve(state, item.event)
-    return None if state is None or state.deleted else state
-
-
-class HistoryHandler:
-    """Serves :data:`subjects.HISTORY` for the catalog's kinds."""
+    evolvers = {
+        PROFILE: profile_agg.evolve,
+        PROJECT: project_agg.evolve,
+        INSTANCE: instance_agg.evolve,
+    }
 
     def __init__(self, catalog: Catalog) -> None:
         self.c = catalog
+        self.p = catalog.projection
+        self.store = catalog.store
 
-    def register(self, group: EndpointGroup) -> None:
-        group.add(subjects.HISTORY, HistoryQuery, self.history)
-        group.add(subjects.HISTORY_LIST, HistoryListQuery, self.listing)
+    @property
+    def names(self) -> NameHistory:
+        return self.p.names
 
-    @staticmethod
-    def _check_kind(kind: str) -> None:
-        if kind not in KINDS:
-            raise BadRequest(f"Unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    async def fresh(self) -> int:
+        return await self.c.fresh()
 
-    async def history(self, body: HistoryQuery, meta: RequestMeta) -> tuple[Any, int]:
-        self._check_kind(body.kind)
-        at_time = parse_time(body.at_time) if body.at_time else None
-        seq = await self.c.fresh()
-        lookup = HistoryLookup(self.c.projection)
-        object_id, holders = lookup.select(body.kind, body.name, meta.project, body.object_id)
-        stored = await self.c.store.load(subjects.event(body.kind, object_id))
-        if body.at_seq is None and at_time is None:
-            state: Any = self._current(body.kind, object_id)
-        else:
-            state = self._view(state_at(body.kind, stored, body.at_seq, at_time))
-        chosen = lookup.describe(object_id)
-        result = HistoryResult(
-            object_id=object_id,
-            kind=body.kind,
-            name=chosen.name,
-            project=chosen.project,
-            events=[entry(s) for s in stored],
-            state=state,
-            holders=[lookup.describe(h) for h in holders],
-        )
-        return result.model_dump(), seq
+    def seq_of(self, object_id: str) -> int:
+        return self.p.seq_of(object_id)
 
-    async def listing(self, body: HistoryListQuery, meta: RequestMeta) -> tuple[Any, int]:
-        self._check_kind(body.kind)
-        seq = await self.c.fresh()
-        lookup = HistoryLookup(self.c.projection)
-        if body.recursion < 1:
-            names = lookup.names(body.kind, meta.project)
-            return [lookup.url(body.kind, n, meta.project) for n in names], seq
-        return [n.model_dump() for n in lookup.listing(body.kind, meta.project)], seq
+    def project_scoped(self, kind: str) -> bool:
+        return kind != PROJECT
 
-    def _current(self, kind: str, object_id: str) -> dict[str, Any] | None:
-        p = self.c.projection
+    def projects_named(self, name: str) -> list[ProjectState]:
+        """Every project that has or had ``name``, oldest first (tombstones included)."""
+        ids = self.p.names.holders(PROJECT, "", name)
+        return [self.p.projects[i] for i in ids if i in self.p.projects]
+
+    def scopes(self, kind: str, project: str) -> list[str]:
         if kind == PROJECT:
-            project = p.project_by_id(object_id)
-            return p.project_view(project) if project else None
-        if kind == INSTANCE:
-            instance = p.instances.by_id.get(object_id)
-            return instance_view(instance) if instance else None
-        profile = p.profiles.get(object_id)
-        return p.profile_view(profile) if profile and not profile.deleted else None
+            return [""]
+        projects = self.projects_named(project)
+        if not projects:
+            raise NotFound(f'Failed loading project "{project}": Project not found')
+        found: list[str] = []
+        for state in projects:
+            # A project without features.profiles uses the default project's profiles.
+            home = [self.p.profile_home(state).id] if kind == PROFILE else []
+            for scope in [state.id, *home]:
+                if scope not in found:
+                    found.append(scope)
+        return found
 
-    @staticmethod
-    def _view(state: Any) -> dict[str, Any] | None:
+    def live(self, kind: str, name: str, project: str) -> str | None:
+        if kind == PROJECT:
+            state = self.p.project(name)
+            return state.id if state else None
+        home = self.p.project(project)
+        if home is None:
+            return None
+        if kind == INSTANCE:
+            instance = self.p.instances.get(home.id, name)
+            return instance.id if instance else None
+        profile = self.p.profile(self.p.profile_home(home).id, name)
+        return profile.id if profile else None
+
+    def project_name(self, kind: str, scope: str) -> str | None:
+        if kind == PROJECT:
+            return None
+        home = self.p.projects.get(scope)
+        return home.name if home is not None else None
+
+    async def current(self, kind: str, object_id: str) -> dict[str, Any] | None:
+        if kind == PROJECT:
+            project = self.p.project_by_id(object_id)
+            return self.p.project_view(project) if project else None
+        if kind == INSTANCE:
+            instance = self.p.instances.by_id.get(object_id)
+            return instance_view(instance) if instance else None
+        profile = self.p.profiles.get(object_id)
+        return self.p.profile_view(profile) if profile and not profile.deleted else None
+
+    def past(self, kind: str, state: Any) -> dict[str, Any] | None:
         # A past state's used_by is not kept in the log of the object itself: shown empty.
         if isinstance(state, ProfileState):
             return profile_dict(state, [])
@@ -144,6 +112,16 @@ class HistoryHandler:
         if isinstance(state, InstanceState):
             return instance_view(state)
         return None
+
+
+class HistoryHandler:
+    """Serves :data:`subjects.HISTORY` and :data:`subjects.HISTORY_LIST` for the catalog."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.endpoints = HistoryEndpoints(CatalogHistory(catalog))
+
+    def register(self, group: EndpointGroup) -> None:
+        self.endpoints.register(group, subjects.HISTORY, subjects.HISTORY_LIST)
 
 
 def instance_view(state: InstanceState) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.envelope import StoredEvent
+from services.common.name_history import NameHistory
 from services.common.projection import Projection
 from services.instance.catalog import profile as profile_agg
 from services.instance.catalog import project as project_agg
 from services.instance.catalog.meta import DEFAULT, PROFILE, PROJECT, default_project_id
-from services.instance.catalog.name_history import NameHistory
 from services.instance.catalog.state import (
     ProfileState,
     ProjectState,

@@ -1,10 +1,11 @@
-"""Every object that ever carried each name, for history (part of the catalog projection).
+"""Every object that ever carried each name, for history (kept by each service's projection).
 
-Names are scoped as the objects are: profiles and instances by the id of their project (ids
-survive project renames and deletes), projects by ``""``. For each (kind, scope, name) it keeps
+Names are scoped as the owning service scopes its objects: profiles, instances, images and
+image aliases by the id of their project (ids survive project renames and deletes), networks
+and storage pools by their node, projects by ``""``. For each (kind, scope, name) it keeps
 the objects that carried the name with the stream sequence of the last event each had while
 carrying it, oldest first; and, for each object, its latest kind, scope, name and whether it is
-deleted (the projection drops deleted instances, history still lists them).
+deleted (a projection may drop deleted objects, history still lists them).
 """
 
 from __future__ import annotations
