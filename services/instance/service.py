@@ -70,7 +70,6 @@ async def setup(runtime: ServiceRuntime) -> Catalog:
     operations = OperationRecorder(runtime.bus.nc, store, settings.node)
     runtime.on_stop(operations.stop)
     catalog = Catalog(store, runner, projection, operations, settings.node)
-    ProfileHandlers(catalog).register(runtime.endpoints)
     ProjectHandlers(catalog).register(runtime.endpoints)
     HistoryHandler(catalog).register(runtime.endpoints)
     runtime.add_reaction(DefaultProfileRootDisk(store))
@@ -85,6 +84,8 @@ async def setup(runtime: ServiceRuntime) -> Catalog:
         settings.warren_dir / "instances",
         settings.node,
     )
+    # Profiles ask this node's network service about their nics, as instances do.
+    ProfileHandlers(catalog, instances.net).register(runtime.endpoints)
     node_group = EndpointGroup(f"{NAME}.{settings.node}")
     queries = InstanceQueries(instances)
     queries.register(runtime.endpoints, node_group)

@@ -19,6 +19,13 @@ from services.instance.catalog.profile_handlers import ProfileHandlers
 pytestmark = pytest.mark.timeout(180)
 
 
+class NoNetworks:
+    """The profiles here have no network nics: nothing to ask a network service."""
+
+    async def missing_networks(self, names: object) -> set[str]:
+        return set()
+
+
 @pytest.fixture(scope="module")
 async def replicas(nats_server, tmp_path_factory):
     one = await Instance(nats_server.url, tmp_path_factory.mktemp("r1"), node="node1").start()
@@ -44,7 +51,7 @@ async def _events_of(client: Client, name: str, project: str = "default") -> lis
 async def test_if_match_puts_racing_in_one_process_have_one_winner(client, replicas):
     name = unique("race")
     etag = (await client.call(subjects.PROFILES_CREATE, {"name": name}))["etag"]
-    handlers = ProfileHandlers(replicas[0].catalog)
+    handlers = ProfileHandlers(replicas[0].catalog, NoNetworks())
     # Called directly, both decide on the same state before either appends: the append with
     # the expected sequence is what tells them apart.
     results = await asyncio.gather(
@@ -89,7 +96,7 @@ async def test_if_match_puts_racing_on_two_replicas_have_one_winner(client):
 async def test_unconditional_patches_all_land(client, replicas):
     name = unique("merge")
     await client.call(subjects.PROFILES_CREATE, {"name": name})
-    handlers = ProfileHandlers(replicas[1].catalog)
+    handlers = ProfileHandlers(replicas[1].catalog, NoNetworks())
     direct = [
         handlers.update(
             UpdateProfile(name=name, mode="patch", fields=["config"], config={f"user.d{i}": "1"}),

@@ -288,6 +288,24 @@ def test_a_missing_network_is_refused(stack: Stack, networks: ScriptedNetworks) 
     assert status == 400 and "in conjunction with" in answer["error"]
 
 
+def test_a_profile_nic_needs_a_network_the_service_knows(
+    stack: Stack, networks: ScriptedNetworks
+) -> None:
+    name = unique("netp")
+    eth0 = {"type": "nic", "network": networks.network}
+    status, answer = call(stack, "POST", "/1.0/profiles", {"name": name, "devices": {"eth0": eth0}})
+    assert status == 201, answer
+    bad = {"devices": {"eth1": {"type": "nic", "network": "nosuch"}}}
+    status, answer = call(stack, "PATCH", f"/1.0/profiles/{name}", bad)
+    assert status == 404, answer
+    assert answer["error"] == (
+        'Device validation failed for "eth1": Failed loading device "eth1": Failed to load '
+        'network "nosuch" for project "default": Network not found'
+    )
+    assert set(get(stack, f"/1.0/profiles/{name}")["devices"]) == {"eth0"}
+    assert call(stack, "DELETE", f"/1.0/profiles/{name}")[0] == 200
+
+
 def test_instances_without_nics_never_ask_the_network_service(
     stack: Stack, networks: ScriptedNetworks
 ) -> None:
@@ -327,3 +345,9 @@ def test_a_silent_network_service_is_named(stack: Stack, networks: ScriptedNetwo
     status, answer = create(stack, unique("silent"), devices)
     assert status >= 400 and "network service" in answer["error"], answer
     assert time.monotonic() - started < 15
+    # Profiles ask the same service about their nics; one without network nics never does.
+    profile = unique("silentp")
+    status, answer = call(stack, "POST", "/1.0/profiles", {"name": profile, "devices": devices})
+    assert status >= 400 and "network service" in answer["error"], answer
+    assert call(stack, "POST", "/1.0/profiles", {"name": profile})[0] == 201
+    assert call(stack, "DELETE", f"/1.0/profiles/{profile}")[0] == 200

@@ -9,6 +9,7 @@ from schemas.errors import BadRequest
 from services.instance.catalog import validation
 from services.instance.catalog.devices import check_devices
 from services.instance.catalog.keys import check_profile_config, check_project_config
+from services.instance.catalog.nic_devices import missing_network, network_refs
 
 
 @pytest.mark.parametrize(
@@ -214,3 +215,21 @@ def test_devices_lxd_accepts() -> None:
 
 def test_empty_values_unset_keys() -> None:
     assert validation.clean_config({"user.a": "", "user.b": "1"}) == {"user.b": "1"}
+
+
+def test_network_refs_name_the_network_nics_a_write_adds_or_changes() -> None:
+    old = {"eth0": {"type": "nic", "network": "br0"}, "root": {"type": "disk", "path": "/"}}
+    new = {
+        **old,
+        "eth1": {"type": "nic", "network": "br1"},
+        "eth2": {"type": "nic", "nictype": "bridged", "parent": "br2"},
+        "eth3": {"type": "nic", "network": "br0", "name": "eth3"},
+    }
+    assert network_refs(new) == [("eth0", "br0"), ("eth1", "br1"), ("eth3", "br0")]
+    assert network_refs(new, old) == [("eth1", "br1"), ("eth3", "br0")]
+    changed = {"eth0": {"type": "nic", "network": "br0", "mtu": "1400"}}
+    assert network_refs(changed, old) == [("eth0", "br0")]
+    assert missing_network("eth0", "nonexist", "default") == (
+        'Device validation failed for "eth0": Failed loading device "eth0": Failed to load '
+        'network "nonexist" for project "default": Network not found'
+    )

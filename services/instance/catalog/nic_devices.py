@@ -1,7 +1,8 @@
 """Value checks of ``nic`` devices, with LXD 5.0's messages (profiles and instances alike).
 
 Which options a nic may carry at all is :data:`devices.DEVICE_OPTIONS`; here the values of
-the ones Warren runs, and LXD's rule that a ``network`` nic names neither nictype nor parent.
+the ones Warren runs, LXD's rule that a ``network`` nic names neither nictype nor parent, and
+which networks a profile's nics name (whether those exist, only the network service knows).
 """
 
 from __future__ import annotations
@@ -68,3 +69,24 @@ def _ipv4_problem(value: str) -> str | None:
     except ValueError:
         return f'Not an IPv4 address "{value}"'
     return None
+
+
+def network_refs(
+    devices: dict[str, dict[str, str]], known: dict[str, dict[str, str]] | None = None
+) -> list[tuple[str, str]]:
+    """(device, network) of each ``network`` nic, by device name; a nic identical in
+    ``known`` (the devices as they were) is left out: its network was checked already."""
+    known = known or {}
+    return [
+        (name, device["network"])
+        for name, device in sorted(devices.items())
+        if device.get("type") == "nic" and device.get("network") and known.get(name) != device
+    ]
+
+
+def missing_network(device: str, network: str, project: str) -> str:
+    """LXD's message for a profile nic on a network that does not exist."""
+    return (
+        f'Device validation failed for "{device}": Failed loading device "{device}": '
+        f'Failed to load network "{network}" for project "{project}": Network not found'
+    )

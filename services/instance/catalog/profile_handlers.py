@@ -2,33 +2,44 @@
 
 A request's project without ``features.profiles`` uses the default project's profiles, as
 in LXD. Names are claimed through the log (:class:`NameRegistry`) so two creators racing for
-one name cannot both win, even on two replicas.
+one name cannot both win, even on two replicas. A nic on a managed network is refused when
+this node's network service does not know the network (only nics a write adds or changes are
+asked about, so profiles without them never wait on that service).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from schemas import catalog as wire
 from schemas import subjects
 from schemas.envelope import Event
-from schemas.errors import NotFound
+from schemas.errors import BadRequest, NotFound, WarrenError
 from schemas.messages import RequestMeta
 from services.common.aggregate import decide_and_append
 from services.common.endpoints import EndpointGroup
 from services.common.revert import Reverter
 from services.instance.catalog import profile as agg
 from services.instance.catalog.context import Catalog
+from services.instance.catalog.meta import DEFAULT
 from services.instance.catalog.meta import new_id as new_aggregate_id
+from services.instance.catalog.nic_devices import missing_network, network_refs
 from services.instance.catalog.state import ProfileState, ProjectState
+
+
+class NetworkLookup(Protocol):
+    """Tells which networks do not exist (the instance side's :class:`NicPlumbing`)."""
+
+    async def missing_networks(self, names: Iterable[str]) -> set[str]: ...
 
 
 class ProfileHandlers:
     """The profile endpoints of one service process."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, networks: NetworkLookup) -> None:
         self.c = catalog
+        self.networks = networks
 
     def register(self, group: EndpointGroup) -> None:
         group.add(subjects.PROFILES_LIST, wire.ListQuery, self.list)
@@ -48,6 +59,20 @@ class ProfileHandlers:
         if state is None:
             raise NotFound("Profile not found")
         return state
+
+    async def _check_networks(
+        self,
+        devices: dict[str, dict[str, str]],
+        known: dict[str, dict[str, str]],
+        error: type[WarrenError],
+    ) -> None:
+        """Refuse the first nic (by device name) on a network that does not exist. LXD says
+        400 on create and 404 on PUT/PATCH; Warren's networks all live in ``default``."""
+        refs = network_refs(devices, known)
+        missing = await self.networks.missing_networks(network for _, network in refs)
+        for device, network in refs:
+            if network in missing:
+                raise error(missing_network(device, network, DEFAULT))
 
     def _result(self, state: ProfileState) -> dict[str, Any]:
         view = self.c.projection.profile_view(state)
@@ -89,6 +114,7 @@ class ProfileHandlers:
                     meta=cmd_meta,
                 )
                 events = agg.decide(None, command)
+                await self._check_networks(body.devices, {}, BadRequest)
                 message = f'Error inserting "{body.name}" into database: The profile already exists'
                 await self.c.claim_profile_name(home.id, body.name, new_id, cmd_meta, message)
                 revert.add(
@@ -120,6 +146,8 @@ class ProfileHandlers:
                 meta=self.c.meta(meta),
             )
             events = agg.decide(state, command)
+            new_devices = agg.from_event(events[-1]).devices
+            await self._check_networks(new_devices, state.devices, NotFound)
             decided.append((state, events))
             return events, self.c.projection.seq_of(state.id)
 

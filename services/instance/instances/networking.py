@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
 from schemas.errors import BadRequest, Unavailable, WarrenError
@@ -47,19 +47,24 @@ class NicPlumbing:
             self._down_message = exc.message
             raise
 
+    async def missing_networks(self, names: Iterable[str]) -> set[str]:
+        """Which of the named networks do not exist (each asked once, all at once); profiles
+        check their nics with it too."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return set()
+        found = await self._ask(*(self.peers.network(name) for name in wanted))
+        return {name for name, network in zip(wanted, found, strict=True) if network is None}
+
     async def check_networks(self, nics: list[Nic], already: set[str] = frozenset()) -> None:
         """Refuse nics naming a network that does not exist (``already`` is known good)."""
-        wanted = sorted(networks(nics) - set(already))
-        if not wanted:
-            return
-        found = await self._ask(*(self.peers.network(name) for name in wanted))
-        for name, network in zip(wanted, found, strict=True):
-            if network is None:
-                device = next(nic.device for nic in nics if nic.network == name)
-                raise BadRequest(
-                    f'Invalid devices: Device validation failed for "{device}": '
-                    f'Failed loading network "{name}": Network not found'
-                )
+        missing = await self.missing_networks(networks(nics) - set(already))
+        for name in sorted(missing):
+            device = next(nic.device for nic in nics if nic.network == name)
+            raise BadRequest(
+                f'Invalid devices: Device validation failed for "{device}": '
+                f'Failed loading network "{name}": Network not found'
+            )
 
     async def plug(self, instance: str, project: str, nics: list[Nic]) -> dict[str, NicPlugged]:
         """Plug every network nic at once; network -> its reply (a refusal is a BadRequest)."""
