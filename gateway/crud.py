@@ -8,6 +8,7 @@ commands and queries and shape the replies exactly as LXD does: list (URLs or ob
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,10 @@ class Family:
     writable: tuple[str, ...]
     #: Whether ``?project=`` scopes the collection (projects themselves are global).
     project_scoped: bool = True
+    #: The project the objects of a request live in, when it may not be the request's own
+    #: (profiles of a project without ``features.profiles`` are the default project's); the
+    #: URLs the handlers answer with name it. Asked only after the service has answered.
+    home: Callable[[web.Request, RequestMeta], Awaitable[str]] | None = None
 
     @property
     def base(self) -> str:
@@ -49,8 +54,11 @@ class Family:
             meta.project = context.DEFAULT_PROJECT
         return meta
 
-    def url(self, name: str, meta: RequestMeta) -> str:
-        return context.url(self.collection, name, meta.project)
+    def url(self, name: str, project: str) -> str:
+        return context.url(self.collection, name, project)
+
+    async def home_of(self, request: web.Request, meta: RequestMeta) -> str:
+        return meta.project if self.home is None else await self.home(request, meta)
 
     async def ask(
         self, request: web.Request, subject: str, body: BaseModel, meta: RequestMeta
@@ -66,14 +74,16 @@ class Family:
             request, self.list_subject, ListQuery(recursion=min(recursion, 1)), meta
         )
         if recursion == 0:
-            return responses.sync([self.url(name, meta) for name in result])
+            home = await self.home_of(request, meta)
+            return responses.sync([self.url(name, home) for name in result])
         return responses.sync(result)
 
     async def create(self, request: web.Request) -> web.Response:
         meta = self.meta(request)
         body, _ = await context.body(request, self.create_model)
         await self.ask(request, self.create_subject, body, meta)
-        return responses.sync(None, location=self.url(body.name, meta))  # type: ignore[attr-defined]
+        location = self.url(body.name, await self.home_of(request, meta))  # type: ignore[attr-defined]
+        return responses.sync(None, location=location)
 
     async def get(self, request: web.Request) -> web.Response:
         meta = self.meta(request)
@@ -103,7 +113,7 @@ class Family:
         post, _ = await context.body(request, RenamePost)
         body = RenameObject(name=request.match_info["name"], new_name=post.name)
         await self.ask(request, self.rename_subject, body, meta)
-        return responses.sync(None, location=self.url(post.name, meta))
+        return responses.sync(None, location=self.url(post.name, await self.home_of(request, meta)))
 
     async def delete(self, request: web.Request) -> web.Response:
         meta = self.meta(request)

@@ -22,9 +22,10 @@ class ProfilePut(_Strict):
 
 
 class ProfilesPost(ProfilePut):
-    """Body of POST /1.0/profiles."""
+    """Body of POST /1.0/profiles (a missing name is LXD's "No name provided", not a schema
+    error: the service checks names)."""
 
-    name: str
+    name: str = ""
 
 
 class Profile(ProfilePut):
@@ -42,9 +43,9 @@ class ProjectPut(_Strict):
 
 
 class ProjectsPost(ProjectPut):
-    """Body of POST /1.0/projects."""
+    """Body of POST /1.0/projects (a missing name: see :class:`ProfilesPost`)."""
 
-    name: str
+    name: str = ""
 
 
 class Project(ProjectPut):
@@ -55,9 +56,10 @@ class Project(ProjectPut):
 
 
 class RenamePost(_Strict):
-    """Body of POST /1.0/profiles/<name> and /1.0/projects/<name>."""
+    """Body of POST /1.0/profiles/<name> and /1.0/projects/<name> (a missing name: see
+    :class:`ProfilesPost`)."""
 
-    name: str
+    name: str = ""
 
 
 def etag_of(*parts: Any) -> str:
