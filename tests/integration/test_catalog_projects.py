@@ -139,12 +139,25 @@ async def test_default_project_cannot_be_deleted_or_renamed(client):
         ({"name": "x", "config": {"foo": "1"}}, BadRequest, 'configuration key "foo"'),
         ({"name": "x", "config": {"features.profiles": "maybe"}}, BadRequest, "boolean"),
         ({"name": "default"}, Conflict, "already exists"),
+        ({}, BadRequest, "No name provided"),
+        ({"name": "x", "config": {"features.networks": "true"}}, BadRequest, "not supported"),
+        ({"name": "x", "config": {"limits.memory": "1GB"}}, BadRequest, "not supported"),
+        ({"name": "x", "config": {"restricted": "true"}}, BadRequest, "not supported"),
     ],
 )
 async def test_bad_project_creates_append_nothing(client, body, error, message):
     before = await client.last_seq()
     with pytest.raises(error, match=message):
         await client.call(subjects.PROJECTS_CREATE, body)
+    assert await client.last_seq() == before
+
+
+async def test_a_rename_without_a_name_is_refused_at_once(client):
+    name = unique("keep")
+    await client.call(subjects.PROJECTS_CREATE, {"name": name})
+    before = await client.last_seq()
+    with pytest.raises(BadRequest, match="No name provided"):
+        await client.call(subjects.PROJECTS_RENAME, {"name": name, "new_name": ""})
     assert await client.last_seq() == before
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import reduce
 
 import pytest
 
 from schemas import events
 from schemas.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
+from services.instance.catalog import limits
 from services.instance.catalog import project as agg
 from services.instance.catalog.keys import ALL_PROJECT_FEATURES
 from services.instance.catalog.state import ProjectState
@@ -76,10 +78,6 @@ def test_features_cannot_be_disabled_on_non_empty_projects() -> None:
     )
     with pytest.raises(BadRequest, match=r'"features\.profiles" cannot be disabled on non-empty'):
         agg.decide(state, off)
-    on = agg.UpdateProject(
-        mode="patch", config={"features.networks": "true"}, fields=("config",), empty=False
-    )
-    assert _apply(state, on).config["features.networks"] == "true"
     empty_off = agg.UpdateProject(
         mode="patch", config={"features.profiles": "false"}, fields=("config",)
     )
@@ -111,3 +109,85 @@ def test_rename_and_delete_need_an_empty_project() -> None:
     assert gone.deleted
     with pytest.raises(NotFound, match="Project not found"):
         agg.decide(gone, agg.DeleteProject())
+
+
+def test_features_enabled_on_non_empty_projects_only_from_unset() -> None:
+    # LXD: a feature that says "false" cannot be turned on in a non-empty project; an unset
+    # one can.
+    unset = ProjectState("j1", "p", config={})
+    on = agg.UpdateProject(
+        mode="patch", config={"features.images": "true"}, fields=("config",), empty=False
+    )
+    assert _apply(unset, on).config["features.images"] == "true"
+    off = _created(**{"features.images": "false"})
+    with pytest.raises(BadRequest, match=r'"features\.images" cannot be enabled on non-empty'):
+        agg.decide(off, on)
+    assert _apply(off, dataclasses.replace(on, empty=True)).config["features.images"] == "true"
+
+
+def test_networks_feature_is_refused_outside_default_and_folds_off() -> None:
+    message = 'Project feature "features.networks" is not supported by Warren yet'
+    with pytest.raises(BadRequest, match=message):
+        _created(**{"features.networks": "true"})
+    on = agg.UpdateProject(mode="patch", config={"features.networks": "on"}, fields=("config",))
+    with pytest.raises(BadRequest, match=message):
+        agg.decide(_created(), on)
+    assert _created(**{"features.networks": "false"}).config["features.networks"] == "false"
+    # A log written before Warren refused it: the project runs (and shows) without it.
+    (event,) = agg.decide(None, agg.CreateProject(id="j1", name="p"))
+    event.payload["config"]["features.networks"] = "true"
+    assert agg.from_event(event).config["features.networks"] == "false"
+    # The default project holds the networks: its feature stays on.
+    assert (
+        _apply(DEFAULT, agg.UpdateProject(config=dict(DEFAULT.config))).config["features.networks"]
+        == "true"
+    )
+
+
+def test_unenforced_limits_and_restrictions_are_refused_unless_default() -> None:
+    for key, value in (
+        ("limits.cpu", "2"),
+        ("limits.memory", "1GB"),
+        ("limits.processes", "100"),
+        ("limits.disk", "10GB"),
+        ("restricted", "true"),
+        ("restricted.devices.nic", "allow"),
+        ("restricted.networks.access", "br0"),
+    ):
+        with pytest.raises(BadRequest, match=f'"{key}" is not supported by Warren yet'):
+            _created(**{key: value})
+    kept = _created(
+        **{
+            "restricted": "false",
+            "restricted.devices.nic": "managed",
+            "restricted.containers.privilege": "unpriviliged",
+            "limits.networks": "3",
+            "limits.virtual-machines": "0",
+            "limits.cpu": "",
+        }
+    )
+    assert kept.config["restricted"] == "false" and "limits.cpu" not in kept.config
+    # A value the log already holds is not refused again (only changes are).
+    legacy = ProjectState("j1", "p", config={"limits.cpu": "2"})
+    described = _apply(legacy, agg.UpdateProject(description="x", config={"limits.cpu": "2"}))
+    assert described.config == {"limits.cpu": "2"}
+
+
+def test_count_limits_cannot_go_below_what_the_project_holds() -> None:
+    state = _created("lim")
+    two = limits.Usage(containers=2)
+    low = agg.UpdateProject(
+        mode="patch", config={"limits.instances": "1"}, fields=("config",), usage=two
+    )
+    with pytest.raises(Conflict) as err:
+        agg.decide(state, low)
+    assert err.value.message == (
+        'Can\'t change limits.instances in project "lim": "limits.instances" is too low: '
+        'there currently are 2 total instances in project "lim"'
+    )
+    assert (
+        _apply(state, dataclasses.replace(low, config={"limits.instances": "2"})).config[
+            "limits.instances"
+        ]
+        == "2"
+    )

@@ -1,8 +1,9 @@
 """The project aggregate: ``decide(state, command) -> events`` and ``evolve(state, event)``.
 
 Pure, like :mod:`profile`. Whether a project is empty (it holds nothing but its own
-``default`` profile) arrives in the command; creating or removing that default profile when
-``features.profiles`` changes is the handler's follow-up, since it is another aggregate.
+``default`` profile) and what its limits count arrive in the command; creating or removing
+that default profile when ``features.profiles`` changes is the handler's follow-up, since it
+is another aggregate. Limits and restrictions: :mod:`limits`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal
 from schemas import events
 from schemas.envelope import Event
 from schemas.errors import BadRequest, Conflict, Forbidden, NotFound
-from services.instance.catalog import validation
+from services.instance.catalog import limits, validation
 from services.instance.catalog.keys import ALL_PROJECT_FEATURES, PROJECT_FEATURE_DEFAULTS
 from services.instance.catalog.meta import (
     ANONYMOUS,
@@ -24,7 +25,7 @@ from services.instance.catalog.meta import (
     new_event,
 )
 from services.instance.catalog.state import ProjectState
-from services.instance.catalog.values import is_true
+from services.instance.catalog.values import is_false, is_true
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class UpdateProject:
     fields: tuple[str, ...] = ()
     if_match: str | None = None
     empty: bool = True
+    #: What the project holds that its count limits apply to.
+    usage: limits.Usage = field(default_factory=limits.Usage)
     meta: CommandMeta = ANONYMOUS
 
 
@@ -104,6 +107,8 @@ def _create(state: ProjectState | None, cmd: CreateProject) -> list[Event]:
     validation.check_project_name(cmd.name)
     config = validation.clean_config(cmd.config)
     validation.check_project(config)
+    if not cmd.system:
+        limits.check_supported(cmd.name, {}, config)
     taken = exists(state) or cmd.name_taken or (cmd.name == DEFAULT and not cmd.system)
     if taken:
         raise Conflict(
@@ -126,6 +131,8 @@ def _update(state: ProjectState, cmd: UpdateProject) -> list[Event]:
     config = validation.clean_config(config)
     validation.check_project(config)
     _check_features(state, config, cmd.empty)
+    limits.check_supported(state.name, state.config, config)
+    limits.check_limit_changes(state.name, state.config, config, cmd.usage)
     new = replace(state, description=description, config=config)
     return [_event(events.PROJECT_UPDATED, new, cmd.meta)]
 
@@ -138,8 +145,15 @@ def _check_features(state: ProjectState, config: dict[str, str], empty: bool) ->
     if empty:
         return
     for key in ALL_PROJECT_FEATURES:
-        if is_true(state.config.get(key)) and not is_true(config.get(key)):
+        old = state.config.get(key)
+        if old == config.get(key):
+            continue
+        # As LXD: a changed feature that was on is being disabled; one that said "false" is
+        # being enabled, which no feature may be on a non-empty project.
+        if is_true(old):
             raise BadRequest(f'Project feature "{key}" cannot be disabled on non-empty projects')
+        if is_false(old):
+            raise BadRequest(f'Project feature "{key}" cannot be enabled on non-empty projects')
 
 
 def _rename(state: ProjectState, cmd: RenameProject) -> list[Event]:
@@ -187,6 +201,6 @@ def from_event(event: Event) -> ProjectState:
         id=event.aggregate_id,
         name=p["name"],
         description=p.get("description", ""),
-        config=dict(p.get("config", {})),
+        config=limits.without_networks_feature(p["name"], dict(p.get("config", {}))),
         version=event.version,
     )

@@ -21,7 +21,7 @@ from services.common.aggregate import decide_and_append
 from services.common.endpoints import EndpointGroup
 from services.common.operations import RunningOperation
 from services.common.revert import Reverter
-from services.instance.catalog import defaults
+from services.instance.catalog import defaults, limits
 from services.instance.catalog import project as agg
 from services.instance.catalog.context import Catalog
 from services.instance.catalog.meta import CommandMeta
@@ -132,6 +132,7 @@ class ProjectHandlers:
                 fields=tuple(body.fields),
                 if_match=meta.if_match,
                 empty=self.c.projection.project_is_empty(state),
+                usage=limits.Usage.of(self.c.projection.instances.in_project(state.id)),
                 meta=cmd_meta,
             )
             events = agg.decide(state, command)

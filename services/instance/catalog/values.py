@@ -37,6 +37,11 @@ def is_true(value: str | None) -> bool:
     return (value or "").lower() in {"true", "1", "yes", "on"}
 
 
+def is_false(value: str | None) -> bool:
+    """LXD's ``IsFalse``: the value says false explicitly (unset or empty does not)."""
+    return (value or "").lower() in {"false", "0", "no", "off"}
+
+
 def integer(value: str) -> None:
     if not re.fullmatch(r"[+-]?[0-9]+", value):
         raise BadRequest(f'Invalid value for an integer "{value}"')

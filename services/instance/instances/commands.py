@@ -31,6 +31,7 @@ from services.instance.drivers.spec import InstanceSpec, Status, host_name_for
 from services.instance.instances import aggregate as agg
 from services.instance.instances import config as cfg
 from services.instance.instances import nics
+from services.instance.instances.admission import Admissions
 from services.instance.instances.context import Instances, host_architecture
 from services.instance.instances.state import InstanceState, expand
 
@@ -47,6 +48,7 @@ class InstanceCommands:
 
     def __init__(self, instances: Instances) -> None:
         self.i = instances
+        self.admissions = Admissions(instances.projection)
 
     def register(self, group: EndpointGroup) -> None:
         node = self.i.node
@@ -123,27 +125,37 @@ class InstanceCommands:
         )
         cmd_meta = i.meta(meta)
         agg.decide(None, agg.Create(state, project.name, meta=cmd_meta))  # refuse before claiming
+        await i.fresh()
+        # The project's limits as they are now; nothing awaited before the create is counted.
+        self.admissions.admit(i.project_or_404(meta), instance_id)
+        try:
+            return await self._claim_and_create(state, project.name, cmd_meta, meta)
+        except BaseException:
+            self.admissions.done(project.id, instance_id)
+            raise
+
+    async def _claim_and_create(
+        self, state: InstanceState, project: str, cmd_meta: Any, meta: RequestMeta
+    ) -> tuple[Any, int]:
+        i = self.i
+        names = event_meta(cmd_meta)
         try:
             await i.names.claim(
-                project.id,
-                body.name,
-                instance_id,
-                i.projection.instances.has_name,
-                event_meta(cmd_meta),
+                state.project_id, state.name, state.id, i.projection.instances.has_name, names
             )
         except Conflict:
-            raise Conflict(f'Instance "{body.name}" already exists') from None
+            raise Conflict(f'Instance "{state.name}" already exists') from None
 
         async def work(op: RunningOperation) -> None:
             try:
-                await self._provision(state, project.name, cmd_meta)
+                await self._provision(state, project, cmd_meta)
             except BaseException:
-                await asyncio.shield(
-                    i.names.release(project.id, body.name, instance_id, event_meta(cmd_meta))
-                )
+                await asyncio.shield(i.names.release(state.project_id, state.name, state.id, names))
                 raise
+            finally:
+                self.admissions.done(state.project_id, state.id)
 
-        return await self._operation(work, "Creating instance", body.name, meta)
+        return await self._operation(work, "Creating instance", state.name, meta)
 
     async def _provision(self, state: InstanceState, project: str, cmd_meta: Any) -> None:
         i = self.i
