@@ -48,6 +48,7 @@ def existing_objects(target: Any) -> Any:
 
 
 P = f"/1.0/profiles/{PROFILE}"
+MISSING_NIC = {"eth0": {"type": "nic", "network": "nonexist"}}
 J = f"/1.0/projects/{PROJECT}"
 
 # (id, method, path, body: dict / raw str / None, statuses LXD-compatible, extra headers)
@@ -68,6 +69,8 @@ CASES: list[tuple[str, str, str, Any, set[int], dict[str, str]]] = [
     ("project-name-dotdot", "POST", "/1.0/projects", {"name": ".."}, {400}, {}),
     ("rename-profile-slash", "POST", P, {"name": "x/y"}, {400}, {}),
     ("rename-profile-empty", "POST", P, {"name": ""}, {400}, {}),
+    ("rename-profile-no-name", "POST", P, {}, {400}, {}),
+    ("project-name-missing", "POST", "/1.0/projects", {"config": {}}, {400}, {}),
     # unknown or invalid config
     ("profile-unknown-key", "POST", "/1.0/profiles",
      {"name": unique("bad-key"), "config": {"foo.bar": "1"}}, {400}, {}),
@@ -82,6 +85,11 @@ CASES: list[tuple[str, str, str, Any, set[int], dict[str, str]]] = [
     ("project-bad-feature-value", "POST", "/1.0/projects",
      {"name": unique("bad-val"), "config": {"features.profiles": "maybe"}}, {400}, {}),
     ("project-put-unknown-key", "PUT", J, {"config": {"foo": "1"}}, {400}, {}),
+    # a nic on a network that does not exist (LXD says 404 on PUT and PATCH)
+    ("profile-nic-missing-network", "POST", "/1.0/profiles",
+     {"name": unique("bad-nic"), "devices": MISSING_NIC}, {400}, {}),
+    ("profile-put-nic-missing-network", "PUT", P, {"devices": MISSING_NIC}, {404}, {}),
+    ("profile-patch-nic-missing-network", "PATCH", P, {"devices": MISSING_NIC}, {404}, {}),
     # malformed JSON
     ("profiles-post-not-json", "POST", "/1.0/profiles", "not json", {400}, {}),
     ("profiles-post-truncated", "POST", "/1.0/profiles", '{"name": "x",', {400}, {}),
