@@ -13,9 +13,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import errors
+from gateway import errors, logevents
 from gateway.eventlog import LogReader
-from gateway.hub import EventHub, HubLogHandler
+from gateway.hub import EventHub
+from gateway.logevents import HubLogHandler
 from gateway.operations import OperationsView
 from gateway.routes import (
     events,
@@ -65,8 +66,10 @@ MAX_BODY = 16 * 1024 * 1024
 
 
 def build_app(state: GatewayState) -> web.Application:
-    """The aiohttp application: every route module behind the one error middleware."""
-    app = web.Application(middlewares=[errors.lxd_errors], client_max_size=MAX_BODY)
+    """The aiohttp application: every route module behind the request log and the one error
+    middleware."""
+    middlewares = [logevents.request_logging(state.hub), errors.lxd_errors]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[STATE] = state
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)

@@ -3,7 +3,8 @@
 On start it replays every operation event (the server filters ``events.operation.*``, so
 replay cost grows with operations, not with the whole log), then follows the whole stream
 live with an ordered consumer from the point the replay covered: operation events update the
-operations view and go to ``operation`` listeners; catalog events become ``lifecycle`` events.
+operations view and become ``operation`` and ``logging`` events (:mod:`gateway.operation_events`);
+catalog events become ``lifecycle`` events.
 The gateway never appends to the log.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from gateway import lifecycle
+from gateway import lifecycle, operation_events
 from gateway.hub import EventHub
 from gateway.operations import OperationsView
 from schemas import codec, subjects
@@ -189,6 +190,6 @@ class LogReader:
                 self.hub.publish(event, extra)
 
     def _apply_operation(self, event: Event, publish: bool) -> None:
-        op = self.operations.apply(event)
-        if op is not None and publish:
-            self.hub.publish(lifecycle.operation(event, dict(op)))
+        record = self.operations.apply(event)
+        if record is not None and publish:
+            operation_events.publish(self.hub, event, record)

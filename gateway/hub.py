@@ -1,20 +1,20 @@
 """Fan-out of LXD events to ``/1.0/events`` websocket listeners, with their filters.
 
 Each event is encoded once; each listener has a bounded queue, and a listener too slow to
-keep up is dropped rather than allowed to grow the gateway's memory.
+keep up is dropped rather than allowed to grow the gateway's memory. The hub counts the
+listeners of each event type, so ``wants`` is one lookup: producers ask it before building
+an event, and nothing is built or formatted for a type nobody listens to.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gateway.responses import dumps
-from schemas.lxd.event import Event, Logging
+from schemas.lxd.event import Event
 
 QUEUE_LIMIT = 4096
 
@@ -41,21 +41,34 @@ class EventHub:
 
     def __init__(self) -> None:
         self._listeners: set[Listener] = set()
+        self._wanted: dict[str, int] = {}  # event type -> how many listeners want it
 
     def subscribe(self, types: Iterable[str], project: str | None) -> Listener:
         listener = Listener(frozenset(types), project)
         self._listeners.add(listener)
+        for kind in listener.types:
+            self._wanted[kind] = self._wanted.get(kind, 0) + 1
         return listener
 
     def unsubscribe(self, listener: Listener) -> None:
+        if listener not in self._listeners:
+            return  # already dropped for being too slow
         self._listeners.discard(listener)
+        for kind in listener.types:
+            left = self._wanted[kind] - 1
+            if left:
+                self._wanted[kind] = left
+            else:
+                del self._wanted[kind]
 
     def wants(self, kind: str) -> bool:
-        """Whether anyone listens to ``kind`` (saves decoding events nobody reads)."""
-        return any(kind in listener.types for listener in self._listeners)
+        """Whether anyone listens to ``kind`` (saves building events nobody reads)."""
+        return kind in self._wanted
 
     def publish(self, event: Event, also_projects: Iterable[str] = ()) -> int:
         """Send one event to every matching listener; return how many got it."""
+        if event.type not in self._wanted:
+            return 0
         projects = (event.project, *also_projects)
         targets = [lst for lst in self._listeners if lst.matches(event.type, projects)]
         if not targets:
@@ -66,7 +79,7 @@ class EventHub:
                 listener.queue.put_nowait(text)
             except asyncio.QueueFull:
                 # A listener that cannot keep up is cut off (its websocket closes).
-                self._listeners.discard(listener)
+                self.unsubscribe(listener)
                 listener.queue.get_nowait()
                 listener.queue.put_nowait(None)
         return len(targets)
@@ -79,38 +92,3 @@ def timestamp(when: datetime | None = None) -> str:
     """RFC 3339 in UTC with a ``Z``, as LXD writes event timestamps."""
     when = (when or datetime.now(UTC)).astimezone(UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-#: Python level names -> the logrus names LXD (and ``lxc monitor --loglevel``) use.
-_LEVELS = {"WARNING": "warning", "CRITICAL": "fatal"}
-
-
-class HubLogHandler(logging.Handler):
-    """Sends the gateway's own log records (info and up) as LXD ``logging`` events."""
-
-    def __init__(self, hub: EventHub, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(logging.INFO)
-        self.hub = hub
-        self.loop = loop
-        self._thread = threading.get_ident()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not self.hub.wants("logging"):
-            return
-        try:
-            level = _LEVELS.get(record.levelname, record.levelname.lower())
-            context = {"logger": record.name}
-            event = Event(
-                type="logging",
-                timestamp=timestamp(datetime.fromtimestamp(record.created, UTC)),
-                metadata=Logging(
-                    message=record.getMessage(), level=level, context=context
-                ).model_dump(),
-            )
-        except Exception:
-            self.handleError(record)
-            return
-        if threading.get_ident() == self._thread:
-            self.hub.publish(event)
-        elif not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.hub.publish, event)

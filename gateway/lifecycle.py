@@ -1,4 +1,4 @@
-"""Log events -> LXD ``lifecycle`` and ``operation`` events for ``/1.0/events``."""
+"""Log events -> LXD ``lifecycle`` events for ``/1.0/events`` (operations: operation_events)."""
 
 from __future__ import annotations
 
@@ -56,13 +56,3 @@ def lifecycle(event: LogEvent) -> tuple[Event, tuple[str, ...]] | None:
         project=project,
     )
     return lxd, extra
-
-
-def operation(event: LogEvent, op: dict[str, Any]) -> Event:
-    """The ``operation`` event for an operation's new state."""
-    return Event(
-        type="operation",
-        timestamp=timestamp(event.occurred_at),
-        metadata=op,
-        project=event.project,
-    )

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from gateway.eventlog import LogReader
 from gateway.hub import EventHub
-from gateway.operations import OperationsView
+from gateway.operations import RETENTION_S, OperationsView
 from schemas.client import Bus
 from schemas.lxd.server import Server
 
@@ -25,8 +25,8 @@ class GatewaySettings(BaseModel):
     nats_url: str
     socket_path: Path
     node: str
-    #: How long finished operations stay listed (LXD forgets them quickly; we keep a while).
-    operations_retention_s: float = 600.0
+    #: How long finished operations stay listed, in seconds (LXD's 5).
+    operations_retention_s: float = RETENTION_S
 
     @classmethod
     def from_env(cls) -> GatewaySettings:

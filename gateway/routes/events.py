@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 from aiohttp import WSMsgType, web
 
-from gateway import context
+from gateway import context, logevents
 from gateway.state import state
 from schemas import subjects
 from schemas.catalog import ByName
@@ -59,6 +60,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     hub = state(request).hub
     listener = hub.subscribe(types, project)
+    listener_id = str(uuid.uuid4())
+    local = str(request.transport.get_extra_info("sockname") or "") if request.transport else ""
+    logevents.listener_started(hub, listener_id, local)
 
     async def pump() -> None:
         while True:
@@ -75,6 +79,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 break
     finally:
         hub.unsubscribe(listener)
+        logevents.listener_stopped(hub, listener_id, local)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender

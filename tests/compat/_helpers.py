@@ -104,19 +104,23 @@ def parse_json_stream(text: str) -> list[dict[str, Any]]:
 
 
 class LxcMonitor:
-    """``lxc monitor --type=lifecycle --format=json`` running in the background."""
+    """``lxc monitor --type=<kind> --format=json`` running in the background (``--pretty``
+    among ``extra`` makes it print log lines instead: read them with ``text``)."""
 
-    def __init__(self, target: Any, *extra: str) -> None:
+    def __init__(self, target: Any, *extra: str, kind: str = "lifecycle") -> None:
         self.out_path = Path(tempfile.mkstemp(prefix="lxc-monitor-", suffix=".json")[1])
         self.err_path = self.out_path.with_suffix(".err")
-        argv = ["lxc", "monitor", "--type=lifecycle", "--format=json", *extra]
+        argv = ["lxc", "monitor", f"--type={kind}", "--format=json", *extra]
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
                 argv, env=target.env, stdout=out, stderr=err, stdin=subprocess.DEVNULL
             )
 
+    def text(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
     def events(self) -> list[dict[str, Any]]:
-        return parse_json_stream(self.out_path.read_text(errors="replace"))
+        return parse_json_stream(self.text())
 
     def wait_for(
         self, predicate: Callable[[list[dict[str, Any]]], bool], what: str, timeout: float = 20

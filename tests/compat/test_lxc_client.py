@@ -7,13 +7,25 @@ expectations against a real LXD.
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
-from _helpers import LxcMonitor, lifecycle, lxc_ok, mentions, metadata, prime_listener, unique
+from _helpers import (
+    LxcMonitor,
+    lifecycle,
+    lxc_ok,
+    mentions,
+    metadata,
+    prime_listener,
+    status_of,
+    unique,
+)
+from stack import wait_for
 
 NO_CLIENT = shutil.which("lxc") is None
 pytestmark = [
@@ -215,6 +227,50 @@ def test_operation_list(target: Any) -> None:
         assert len(row.split(",")) == 6, row
 
 
+def test_operation_events_and_how_long_a_finished_operation_stays_listed(target: Any) -> None:
+    """``lxc project rename`` runs an operation: Pending, Running, Success events without a
+    project (LXD runs project operations in none); listed right after, gone ~5 s later."""
+    monitor = LxcMonitor(target, "--type=lifecycle", kind="operation")
+    project = unique("opl")
+    try:
+        prime_listener(target, lambda probe: mentions(monitor.events(), probe))
+        lxc_ok(target, "project", "create", project)
+        lxc_ok(target, "project", "rename", project, f"{project}-r")
+        finished = time.monotonic()
+        listed = lxc_ok(target, "operation", "list", "--format", "csv")
+
+        def renaming(evs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [
+                e
+                for e in evs
+                if e["type"] == "operation" and e["metadata"]["description"] == "Renaming project"
+            ]
+
+        events = renaming(
+            monitor.wait_for(
+                lambda evs: any(e["metadata"]["status"] == "Success" for e in renaming(evs)),
+                "the rename's Success event",
+            )
+        )
+    finally:
+        monitor.stop()
+        delete_quietly(target, f"/1.0/projects/{project}-r")
+        delete_quietly(target, f"/1.0/projects/{project}")
+    # LXD sends Pending and Running from two goroutines: their order is not fixed there.
+    assert {e["metadata"]["status"] for e in events} == {"Pending", "Running", "Success"}
+    assert len({e["metadata"]["id"] for e in events}) == 1
+    assert all("project" not in e for e in events)
+    op_id = events[0]["metadata"]["id"]
+    assert f"{op_id},TASK,Renaming project,SUCCESS,NO," in listed
+
+    def forgotten() -> bool:
+        return op_id not in lxc_ok(target, "operation", "list", "--format", "csv")
+
+    wait_for(forgotten, 15, "the finished operation to leave the list")
+    assert time.monotonic() - finished < 12  # LXD: 5 s after it ends (not minutes)
+    assert status_of(target, f"/1.0/operations/{op_id}") == 404
+
+
 # -- monitor --------------------------------------------------------------------------------
 def test_monitor_prints_profile_lifecycle_events(target: Any) -> None:
     monitor = LxcMonitor(target)
@@ -272,3 +328,97 @@ def test_monitor_prints_project_lifecycle_events(target: Any) -> None:
     # LXD tags events about a project's objects, and about the project itself, with its name.
     tagged = {e["project"] for e in events if e["metadata"]["source"] in sources}
     assert tagged == {project}
+
+
+def handled(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(method, url)`` of the "Handling API request" logging events, in arrival order."""
+    return [
+        (e["metadata"]["context"]["method"], e["metadata"]["context"]["url"])
+        for e in events
+        if e.get("type") == "logging" and e["metadata"]["message"] == "Handling API request"
+    ]
+
+
+def test_monitor_prints_logging_events(target: Any) -> None:
+    """``lxc monitor --type=logging``: every API request (debug), an unknown path (info), the
+    steps of an operation (debug); ``--pretty --loglevel=`` filters by level."""
+    monitor = LxcMonitor(target, kind="logging")
+    info = LxcMonitor(target, "--pretty", "--loglevel=info", kind="logging")
+    debug = LxcMonitor(target, "--pretty", "--loglevel=debug", kind="logging")
+    try:
+        prime_listener(
+            target,
+            lambda probe: (
+                any(probe in url for _, url in handled(monitor.events()))
+                and f"/1.0/profiles/{probe}" in debug.text()
+            ),
+        )
+        name, project, marker = unique("logp"), unique("logpr"), unique("bad")
+        lxc_ok(target, "profile", "create", name)
+        lxc_ok(target, "profile", "rename", name, f"{name}-r")
+        lxc_ok(target, "profile", "delete", f"{name}-r")
+        lxc_ok(target, "project", "create", project)
+        lxc_ok(target, "project", "rename", project, f"{project}-r")  # an operation
+        lxc_ok(target, "project", "delete", f"{project}-r")
+        status, _, _ = target.request("POST", f"/1.0/profiles?m={marker}", "not json")
+        assert status == 400
+        assert target.request("GET", f"/1.0/nothing-{marker}")[0] == 404
+
+        def done(evs: list[dict[str, Any]]) -> bool:
+            messages = {e["metadata"]["message"] for e in evs if marker in json.dumps(e)}
+            renamed = {
+                e["metadata"]["message"]
+                for e in evs
+                if e["metadata"]["context"].get("description") == "Renaming project"
+            }
+            return "Sending top level 404" in messages and "Success for operation" in renamed
+
+        events = monitor.wait_for(done, "the unknown path's logging event")
+        wait_for(lambda: marker in info.text(), 20, "the 404 in the --loglevel=info monitor")
+        wait_for(lambda: marker in debug.text(), 20, "the 404 in the --loglevel=debug monitor")
+        info_text, debug_text = info.text(), debug.text()
+    finally:
+        for m in (monitor, info, debug):
+            m.stop()
+    requests = handled(events)
+    for wanted in (
+        ("POST", "/1.0/profiles"),
+        ("POST", f"/1.0/profiles/{name}"),
+        ("DELETE", f"/1.0/profiles/{name}-r"),
+        ("POST", "/1.0/projects"),
+        ("POST", f"/1.0/projects/{project}"),
+        ("DELETE", f"/1.0/projects/{project}-r"),
+        ("POST", f"/1.0/profiles?m={marker}"),
+    ):
+        assert wanted in requests, (wanted, requests)
+    logged = [e for e in events if e.get("type") == "logging"]
+    assert all("project" not in e for e in logged)
+    request = next(
+        e["metadata"] for e in logged if e["metadata"]["message"] == "Handling API request"
+    )
+    assert request["level"] == "debug"
+    assert set(request["context"]) == {"ip", "method", "protocol", "url", "username"}
+    assert request["context"]["ip"] == "@" and request["context"]["protocol"] == "unix"
+
+    steps = {
+        e["metadata"]["message"]: e["metadata"]
+        for e in logged
+        if e["metadata"]["context"].get("description") == "Renaming project"
+    }
+    assert set(steps) == {"New operation", "Started operation", "Success for operation"}
+    for step in steps.values():
+        assert step["level"] == "debug"
+        assert set(step["context"]) == {"class", "description", "operation", "project"}
+        assert step["context"]["class"] == "task" and step["context"]["project"] == ""
+    assert len({s["context"]["operation"] for s in steps.values()}) == 1
+
+    missing = next(e["metadata"] for e in logged if f"nothing-{marker}" in json.dumps(e))
+    assert missing == {
+        "message": "Sending top level 404",
+        "level": "info",
+        "context": {"method": "GET", "remote": "@", "url": f"/1.0/nothing-{marker}"},
+    }
+    # --loglevel=info drops the debug lines; debug keeps them.
+    assert "Sending top level 404" in info_text and "Handling API request" not in info_text
+    assert 'msg="Handling API request"' in debug_text
+    assert f"url=/1.0/profiles/{name} " in debug_text

@@ -1,10 +1,13 @@
-"""/1.0/events: log events become LXD operation and lifecycle events, filtered per listener."""
+"""/1.0/events: log events become LXD operation and lifecycle events, filtered per listener;
+API requests and operation transitions become LXD logging events."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
+import pwd
 import uuid
 
 import aiohttp
@@ -126,23 +129,201 @@ async def test_lifecycle_events_follow_the_log_with_project_filtering(gw, store,
         await ws.close()
 
 
-async def test_operation_events_carry_the_operation(gw, store) -> None:
+def op_event(op: dict, version: int, project: str = "default") -> Event:
+    return Event(
+        type=events.OPERATION_CREATED if version == 1 else events.OPERATION_UPDATED,
+        aggregate=subjects.OPERATION_AGGREGATE,
+        aggregate_id=op["id"],
+        version=version,
+        project=project,
+        payload=op,
+    )
+
+
+def new_op(**fields) -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "class": "task",
+        "description": "Testing things",
+        "status": "Running",
+        "status_code": 103,
+        "resources": {"instances": ["/1.0/instances/c1"]},
+        "metadata": None,
+        "may_cancel": False,
+        "err": "",
+        **fields,
+    }
+
+
+async def record_lifetime(store: EventStore, op: dict, end: dict, project="default") -> None:
+    """Created (Running), a metadata update, then ``end``: three appends, as an owner does."""
+    seq = await store.append([op_event(op, 1, project)], 0)
+    op = {**op, "metadata": {"progress": "50%"}}
+    seq = await store.append([op_event(op, 2, project)], seq)
+    await store.append([op_event({**op, **end}, 3, project)], seq)
+
+
+def about(op_id: str):
+    return lambda m: (
+        m["metadata"].get("id") == op_id
+        or (m["metadata"].get("context", {}).get("operation") == op_id)
+    )
+
+
+async def test_operation_events_follow_lxds_sequence(gw, store) -> None:
+    """LXD: Pending, Running, (metadata updates), final; the project the operation is in."""
     ws = await gw.websocket("/1.0/events?type=operation")
     await asyncio.sleep(0.1)
-    op_id = str(uuid.uuid4())
-    op = {"id": op_id, "class": "task", "status": "Running", "status_code": 103}
-    await store.append(
-        [
-            Event(
-                type=events.OPERATION_CREATED, aggregate="operation", aggregate_id=op_id, payload=op
-            )
-        ],
-        0,
+    op = new_op()
+    await record_lifetime(store, op, {"status": "Success", "status_code": 200})
+    got = await collect(
+        ws, lambda m: m["metadata"]["id"] == op["id"] and m["metadata"]["status_code"] == 200
     )
-    got = await collect(ws, lambda m: m["metadata"].get("id") == op_id)
-    assert {m["type"] for m in got} == {"operation"}
-    assert got[-1]["metadata"]["status"] == "Running" and got[-1]["project"] == "default"
+    mine = [m for m in got if m["metadata"]["id"] == op["id"]]
+    assert {m["type"] for m in mine} == {"operation"}
+    assert [m["metadata"]["status"] for m in mine] == ["Pending", "Running", "Running", "Success"]
+    assert [m["metadata"]["status_code"] for m in mine] == [105, 103, 103, 200]
+    assert mine[0]["metadata"] == {
+        **op,
+        "status": "Pending",
+        "status_code": 105,
+        "location": "none",
+    }
+    assert mine[2]["metadata"]["metadata"] == {"progress": "50%"}
+    # LXD 5.0.2 tags an instance operation with its project ("project":"default").
+    assert {m["project"] for m in mine} == {"default"}
+    assert all(m["location"] == "none" and m["timestamp"].endswith("Z") for m in mine)
     await ws.close()
+
+
+async def test_operations_on_projects_belong_to_no_project(gw, store, projects) -> None:
+    """LXD creates "Renaming project" in no project: its events carry none and reach the
+    listeners of every project."""
+    run = uuid.uuid4().hex[:8]
+    ws = await gw.websocket(f"/1.0/events?type=operation&project=pj{run}")
+    await asyncio.sleep(0.1)
+    op = new_op(description="Renaming project", resources={"projects": [f"/1.0/projects/a{run}"]})
+    await record_lifetime(store, op, {"status": "Success", "status_code": 200})
+    got = await collect(
+        ws, lambda m: m["metadata"]["id"] == op["id"] and m["metadata"]["status_code"] == 200
+    )
+    mine = [m for m in got if m["metadata"]["id"] == op["id"]]
+    assert len(mine) == 4 and all("project" not in m for m in mine)
+    listed = await gw.get(f"/1.0/operations?project=pj{run}")
+    assert f"/1.0/operations/{op['id']}" in listed["success"]
+    await ws.close()
+
+
+async def test_operation_transitions_are_logged_as_lxd_does(gw, store) -> None:
+    ws = await gw.websocket("/1.0/events?type=logging")
+    await asyncio.sleep(0.1)
+    op = new_op()
+    await record_lifetime(store, op, {"status": "Failure", "status_code": 400, "err": "boom"})
+    got = await collect(ws, lambda m: about(op["id"])(m) and "Failure" in m["metadata"]["message"])
+    mine = [m["metadata"] for m in got if about(op["id"])(m)]
+    assert [(m["message"], m["level"]) for m in mine] == [
+        ("New operation", "debug"),
+        ("Started operation", "debug"),
+        ("Updated metadata for operation", "debug"),
+        ("Failure for operation", "debug"),
+    ]
+    ctx = {"class": "task", "description": "Testing things", "operation": op["id"]}
+    assert mine[0]["context"] == {**ctx, "project": "default"}
+    assert mine[3]["context"] == {**ctx, "project": "default", "err": "boom"}
+    assert all("project" not in m for m in got)  # logging events belong to no project
+
+    cancelled = new_op(may_cancel=True)
+    await record_lifetime(store, cancelled, {"status": "Cancelled", "status_code": 401})
+    got = await collect(
+        ws, lambda m: about(cancelled["id"])(m) and "Cancelled" in m["metadata"]["message"]
+    )
+    assert got[-1]["metadata"]["message"] == "Cancelled operation"
+    await ws.close()
+
+
+async def test_api_requests_are_logged_as_lxd_does(gw, projects) -> None:
+    ws = await gw.websocket("/1.0/events?type=logging")
+    await asyncio.sleep(0.1)
+    marker = uuid.uuid4().hex[:8]
+    await gw.request("GET", f"/1.0?m={marker}")
+    await gw.request("POST", f"/1.0/profiles?m={marker}", "not json")  # a 400 is logged too
+    await gw.request("PUT", f"/1.0/operations?m={marker}")  # a 501: the path exists
+    await gw.request("GET", f"/1.0/nothing?m={marker}")
+    got = await collect(ws, lambda m: "/1.0/nothing" in json.dumps(m))
+    mine = [m["metadata"] for m in got if marker in json.dumps(m)]
+    requests = [m for m in mine if m["message"] == "Handling API request"]
+    assert [(m["context"]["method"], m["context"]["url"]) for m in requests] == [
+        ("GET", f"/1.0?m={marker}"),
+        ("POST", f"/1.0/profiles?m={marker}"),
+        ("PUT", f"/1.0/operations?m={marker}"),
+    ]
+    assert all(m["level"] == "debug" for m in requests)
+    assert requests[0]["context"] == {
+        "ip": "@",
+        "method": "GET",
+        "protocol": "unix",
+        "url": f"/1.0?m={marker}",
+        "username": pwd.getpwuid(os.getuid()).pw_name,
+    }
+    # LXD logs an unknown path instead as "Sending top level 404", at info.
+    assert mine[-1] == {
+        "message": "Sending top level 404",
+        "level": "info",
+        "context": {"method": "GET", "remote": "@", "url": f"/1.0/nothing?m={marker}"},
+    }
+    await ws.close()
+
+
+async def test_event_listeners_coming_and_going_are_logged(gw) -> None:
+    ws = await gw.websocket("/1.0/events?type=logging")
+    got = await collect(ws, lambda m: "handler started" in m["metadata"]["message"])
+    started = got[-1]["metadata"]
+    assert started["level"] == "debug" and started["context"]["remote"] == "@"
+    assert started["context"]["local"] == str(gw.socket)
+    other = await gw.websocket("/1.0/events?type=lifecycle")
+    got = await collect(ws, lambda m: "handler started" in m["metadata"]["message"])
+    other_id = got[-1]["metadata"]["context"]["id"]
+    await other.close()
+    got = await collect(ws, lambda m: "handler stopped" in m["metadata"]["message"])
+    assert got[-1]["metadata"]["context"]["listener"] == other_id
+    await ws.close()
+
+
+async def test_nothing_is_built_for_logging_while_nobody_listens(gw, store, monkeypatch) -> None:
+    from gateway import logevents, operation_events
+
+    built: list[str] = []
+
+    def spy(name, real):
+        def wrapper(*args, **kwargs):
+            built.append(name)
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(logevents, "api_request", spy("request", logevents.api_request))
+    monkeypatch.setattr(operation_events, "logging_event", spy("op-log", logevents.logging_event))
+    monkeypatch.setattr(
+        operation_events, "operation_event", spy("op", operation_events.operation_event)
+    )
+    lifecycle_ws = await gw.websocket("/1.0/events?type=lifecycle")
+    await asyncio.sleep(0.1)
+    op = new_op()
+    await record_lifetime(store, op, {"status": "Success", "status_code": 200})
+    await gw.request("GET", "/1.0")
+    await gw.state.reader.wait_for(
+        (await store.js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+    )
+    assert built == []
+
+    logging_ws = await gw.websocket("/1.0/events?type=logging")
+    await asyncio.sleep(0.1)
+    await gw.request("GET", "/1.0")
+    await record_lifetime(store, new_op(), {"status": "Success", "status_code": 200})
+    await collect(logging_ws, lambda m: "Success for" in m["metadata"]["message"])
+    assert "request" in built and "op-log" in built and "op" not in built
+    for ws in (lifecycle_ws, logging_ws):
+        await ws.close()
 
 
 async def test_logging_events_carry_the_gateways_log(gw) -> None:

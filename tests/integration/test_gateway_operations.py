@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from gateway_harness import GatewayHarness
 
+from gateway.operations import RETENTION_S
 from schemas import codec, events, subjects
 from schemas.client import Bus
 from schemas.envelope import Event
@@ -107,6 +108,34 @@ async def test_list_get_and_wait_follow_the_log(gw, bus) -> None:
     await settle(gw, op.seq)
     listing = await gw.get("/1.0/operations")
     assert url in listing["success"] and url not in listing.get("running", [])
+
+
+async def test_finished_operations_are_kept_five_seconds_as_in_lxd(bus, nats_server) -> None:
+    """LXD 5.0 forgets an operation 5 s after it ends; until then GET and /wait answer."""
+    assert RETENTION_S == 5.0
+    gw = await GatewayHarness(nats_server.url, retention_s=RETENTION_S).start()
+    try:
+        op = RecordedOp(EventStore(bus.js))
+        await settle(gw, await op.record())
+        url = f"/1.0/operations/{op.id}"
+        waiter = asyncio.create_task(gw.get(f"{url}/wait?timeout=30"))
+        await asyncio.sleep(0.1)
+        await op.record(status="Success", status_code=200)
+        assert (await asyncio.wait_for(waiter, 30))["status"] == "Success"
+        ended = asyncio.get_running_loop().time()
+        # Right after the end: still there for the GET or /wait a client sends next.
+        assert (await gw.get(url))["status"] == "Success"
+        assert (await gw.get(f"{url}/wait?timeout=30"))["status"] == "Success"
+        assert url in (await gw.get("/1.0/operations"))["success"]
+
+        await asyncio.sleep(RETENTION_S + 0.5 - (asyncio.get_running_loop().time() - ended))
+        for suffix in ("", "/wait?timeout=1"):
+            status, _, data = await gw.request("GET", f"{url}{suffix}")
+            assert status == 404 and data["error"] == "Operation not found"
+        assert url not in (await gw.get("/1.0/operations")).get("success", [])
+        assert len(gw.state.operations) == 0  # forgotten, not only hidden
+    finally:
+        await gw.stop()
 
 
 async def test_operations_are_listed_per_project(gw, bus) -> None:

@@ -228,6 +228,29 @@ async def test_wait_final_returns_on_the_final_event_or_the_timeout() -> None:
     assert done.op["status"] == "Success"
 
 
+async def test_a_waiter_gets_the_final_state_even_if_it_is_forgotten_at_once() -> None:
+    view = OperationsView(retention_s=0)  # finished operations vanish as they end
+    view.apply(_op_event("f", 103))
+    waiter = asyncio.create_task(view.wait_final("f", 30))
+    await asyncio.sleep(0)
+    view.apply(_op_event("f", 200))
+    done = await asyncio.wait_for(waiter, 5)
+    assert done is not None and done.op["status"] == "Success"
+    assert view.get("f") is None and len(view) == 0
+
+
+def test_operations_on_projects_themselves_belong_to_no_project() -> None:
+    view = OperationsView()
+    rename = _op_event("r", 103, project="default")
+    rename.payload["resources"] = {"projects": ["/1.0/projects/p"]}
+    view.apply(rename)
+    other = _op_event("i", 103, project="default")
+    other.payload["resources"] = {"instances": ["/1.0/instances/c"]}
+    view.apply(other)
+    assert view.get("r").project == "" and view.get("i").project == "default"
+    assert {r.op["id"] for r in view.list("elsewhere")} == {"r"}
+
+
 def test_other_events_on_an_operation_subject_are_ignored() -> None:
     view = OperationsView()
     event = _op_event("x", 103).model_copy(update={"type": "operation-cancel-requested"})
