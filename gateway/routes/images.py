@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 from aiohttp import BodyPartReader, MultipartReader, web
 
 from gateway import context, responses
+from gateway.routes.instances import matches, parse_filter
 from gateway.state import GatewayState, state
 from schemas import images as wire
 from schemas import subjects
@@ -47,13 +48,18 @@ async def ask(request: web.Request, subject: str, body: Any, meta: RequestMeta) 
 
 @routes.get("/1.0/images")
 async def list_images(request: web.Request) -> web.Response:
+    """URLs or objects; ``?filter=`` (api_filtering) as for instances, on the image objects."""
     meta = context.meta(request)
-    recursion = context.recursion(request)
-    query = wire.ListQuery(recursion=min(recursion, 1))
-    result = await ask(request, subjects.IMAGES_LIST, query, meta)
-    if recursion == 0:
+    recursion = min(context.recursion(request), 1)
+    clauses = parse_filter(request.query.get("filter", ""))
+    ask_for = 1 if clauses else recursion  # fingerprints alone cannot be filtered
+    result = await ask(request, subjects.IMAGES_LIST, wire.ListQuery(recursion=ask_for), meta)
+    if ask_for == 0:
         return responses.sync([image_url(fp, meta) for fp in result])
-    return responses.sync(result)
+    objects = [obj for obj in result if matches(obj, clauses)]
+    if recursion == 0:
+        return responses.sync([image_url(obj["fingerprint"], meta) for obj in objects])
+    return responses.sync(objects)
 
 
 @routes.get("/1.0/images/{fingerprint}")

@@ -17,7 +17,10 @@ from schemas.errors import ErrorCode, WarrenError
 from schemas.instances import LogContent, LogDelete, LogQuery
 
 EXTENSIONS: tuple[str, ...] = (
-    # The console log (GET/DELETE .../console); attaching to the console is not served yet.
+    # The console log (GET/DELETE .../console). Attaching (POST .../console) is not served
+    # yet (501), but the 5.0 client asks for this extension before reading the log too
+    # (client/lxd_instances.go, GetInstanceConsoleLog): without it `lxc console --show-log`
+    # would fail, while `lxc console` fails either way.
     "console",
 )
 

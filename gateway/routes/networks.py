@@ -20,9 +20,9 @@ EXTENSIONS: tuple[str, ...] = (
     "network",
     "network_leases",
     "network_state",
-    "network_hwaddr",
     "instance_nic_network",
-    "network_dhcp_gateway",
+    # Not "network_hwaddr" nor "network_dhcp_gateway": the bridge.hwaddr and
+    # ipv4.dhcp.gateway keys they add are refused as unknown.
 )
 
 #: Making a bridge starts dnsmasq and loads rules: give the node agent time on a busy host.

@@ -19,7 +19,14 @@ from schemas.catalog import ByName
 from schemas.lxd.storage import StoragePoolResources
 from schemas.storage import CreatePool, UpdatePool, VolumeQuery
 
-EXTENSIONS: tuple[str, ...] = ("storage", "resources", "entity_description")
+EXTENSIONS: tuple[str, ...] = (
+    # Pools in full, volumes read-only (creating one is 501): the 5.0 client asks for this
+    # extension before any pool or volume call, `lxc storage list/show/create/delete` too.
+    "storage",
+    # Only a pool's resources (GET /1.0/resources is not served): `lxc storage info` needs it.
+    "resources",
+    "entity_description",
+)
 
 #: Creating a btrfs pool formats a filesystem, deleting one unmounts it: give the node agent
 #: time on a busy machine. Queries keep the usual bound so a stopped service fails fast.

@@ -252,3 +252,25 @@ def test_images_belong_to_their_project(module_warren, busybox):
         lxc_ok(stack, "image", "delete", "bb", "--project", project)
     finally:
         lxc_ok(stack, "project", "delete", project)
+
+
+def test_list_filters(module_warren, busybox):
+    """``api_filtering`` covers images: ``lxc image list type=...`` sends the filter to the
+    server (which must apply it, or the client shows every image)."""
+    stack = module_warren
+    sha = hashlib.sha256(busybox.read_bytes()).hexdigest()
+    alias = unique("flt")
+    lxc_ok(stack, "image", "import", str(busybox), "--alias", alias)
+    try:
+        assert sha[:12] in lxc_ok(stack, "image", "list", "type=container", "--format", "csv")
+        vms = lxc_ok(stack, "image", "list", "type=virtual-machine", "--format", "csv")
+        assert sha[:12] not in vms
+        url = f"/1.0/images/{sha}"
+        assert url in metadata(stack, "/1.0/images?filter=properties.os+eq+busybox")
+        assert metadata(stack, "/1.0/images?filter=properties.os+eq+nope") == []
+        objects = metadata(stack, "/1.0/images?filter=type+eq+container&recursion=1")
+        assert sha in [o["fingerprint"] for o in objects]
+        status, _, body = stack.request("GET", "/1.0/images?filter=bogus")
+        assert status in (400, 500) and "Invalid filter" in body["error"]
+    finally:
+        lxc_ok(stack, "image", "delete", alias)

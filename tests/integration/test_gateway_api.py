@@ -73,6 +73,8 @@ async def test_server_info_describes_warren_like_lxd_does(gw) -> None:
     # ... Warren's own extension, and nothing Warren does not do yet.
     assert "warren_history" in exts
     assert "clustering" not in exts
+    # Their config keys (bridge.hwaddr, ipv4.dhcp.gateway) are refused as unknown.
+    assert not {"network_hwaddr", "network_dhcp_gateway"} & set(exts)
     assert len(exts) == len(set(exts))
 
 
