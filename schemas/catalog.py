@@ -10,7 +10,7 @@ the ``If-Match`` header. Results are LXD shapes (``schemas.lxd.catalog``) as pla
   in the log under the request's ``correlation_id`` when that is a uuid, and answers once it
   has ended);
 - history (``HistoryQuery``): :class:`HistoryResult`; history list (``HistoryListQuery``):
-  URLs or :class:`HistoryName` entries.
+  URLs or :class:`HistoryName` entries (the same models on every service's history subjects).
 
 ``Reply.seq`` is the stream sequence the answer reflects.
 """
@@ -66,11 +66,13 @@ class UpdateProject(ProjectPut):
 class HistoryQuery(BaseModel):
     """The history of one object, and optionally its state at a point in the log.
 
-    ``kind`` is the aggregate (``profile``, ``project``, ``instance``); ``name`` a name it has
-    or had in the request's project (a project that has or had that name: deleted and renamed
-    projects count). Several objects may have carried the name in turn: ``object_id`` picks
-    one (else the live one, else the latest). ``at_seq`` / ``at_time`` (RFC 3339) ask for the
-    object as it was.
+    ``kind`` is the aggregate (``profile``, ``project``, ``instance`` on ``HISTORY``;
+    ``network``, ``storage-pool``, ``image``, ``image-alias`` on the history subjects of the
+    services owning them); ``name`` a name it has or had in the request's project (a project
+    that has or had that name: deleted and renamed projects count; networks and pools are
+    scoped by node instead, an image is named by its fingerprint). Several objects may have
+    carried the name in turn: ``object_id`` picks one (else the live one, else the latest).
+    ``at_seq`` / ``at_time`` (RFC 3339) ask for the object as it was.
     """
 
     kind: str

@@ -87,6 +87,8 @@ PROFILES_RENAME = command(INSTANCE, "profile-rename")
 PROFILES_DELETE = command(INSTANCE, "profile-delete")
 PROFILES_LIST = query(INSTANCE, "profile-list")
 PROFILES_GET = query(INSTANCE, "profile-get")
+#: The history of profiles, projects and instances (``warren_history``): each service serves
+#: the history of its own aggregates (IMAGE_HISTORY, STORAGE_HISTORY, NETWORK_HISTORY).
 HISTORY = query(INSTANCE, "history")
 HISTORY_LIST = query(INSTANCE, "history-list")
 
@@ -138,6 +140,9 @@ IMAGE_ALIASES_RENAME = command(IMAGE, "alias-rename")
 IMAGE_ALIASES_DELETE = command(IMAGE, "alias-delete")
 IMAGE_ALIASES_LIST = query(IMAGE, "alias-list")
 IMAGE_ALIASES_GET = query(IMAGE, "alias-get")
+#: The history of images and aliases (``warren_history``; same bodies as HISTORY).
+IMAGE_HISTORY = query(IMAGE, "history")
+IMAGE_HISTORY_LIST = query(IMAGE, "history-list")
 
 
 def image_operation_alive(operation_id: str) -> str:
@@ -157,6 +162,9 @@ STORAGE_POOL_GET = "pool-get"
 STORAGE_POOL_RESOURCES = "pool-resources"
 STORAGE_VOLUME_LIST = "volume-list"
 STORAGE_VOLUME_GET = "volume-get"
+#: The history of this node's pools (``warren_history``; same bodies as HISTORY).
+STORAGE_HISTORY = "history"
+STORAGE_HISTORY_LIST = "history-list"
 # Volumes the instance service asks for (node-local host work, see schemas.storage).
 STORAGE_IMAGE_VOLUME_ENSURE = "image-volume-ensure"
 STORAGE_INSTANCE_VOLUME_CREATE = "instance-volume-create"
@@ -189,6 +197,9 @@ NETWORK_FORWARD_UPDATE = "forward-update"
 NETWORK_FORWARD_DELETE = "forward-delete"
 NETWORK_FORWARD_LIST = "forward-list"
 NETWORK_FORWARD_GET = "forward-get"
+#: The history of this node's networks (``warren_history``; same bodies as HISTORY).
+NETWORK_HISTORY = "history"
+NETWORK_HISTORY_LIST = "history-list"
 # Asked by the instance service of the same node (schemas.networks).
 NETWORK_NIC_PLUG = "nic-plug"
 NETWORK_NIC_UNPLUG = "nic-unplug"

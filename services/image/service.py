@@ -12,6 +12,7 @@ from pathlib import Path
 from services.common.blobs import BlobStore, open_blob_store
 from services.common.operations import OperationRecorder
 from services.common.runtime import ServiceRuntime
+from services.image.images import history
 from services.image.images.alias_handlers import AliasHandlers
 from services.image.images.context import ImageContext
 from services.image.images.export import ExportHandlers
@@ -57,6 +58,7 @@ async def setup(runtime: ServiceRuntime, blobs: BlobStore | None = None) -> Imag
     exports = ExportHandlers(ctx)
     ImageHandlers(ctx).register(runtime.endpoints)
     AliasHandlers(ctx).register(runtime.endpoints)
+    history.register(ctx, runtime.endpoints)
     uploads.register(runtime.endpoints)
     exports.register(runtime.endpoints)
     target = await runtime.store.last_seq()

@@ -14,6 +14,7 @@ import logging
 
 from services.common.runtime import ServiceRuntime
 from services.network.drivers import DRIVERS
+from services.network.networks import history
 from services.network.networks.context import Networks
 from services.network.networks.defaults import ensure_default_network
 from services.network.networks.forwards import ForwardHandlers
@@ -40,6 +41,7 @@ async def setup(runtime: ServiceRuntime) -> Networks:
     NetworkHandlers(networks).register(runtime.endpoints)
     NicHandlers(networks).register(runtime.endpoints)
     ForwardHandlers(networks).register(runtime.endpoints)
+    history.register(networks, runtime.endpoints)
     target = await runtime.store.last_seq()
     task = asyncio.create_task(_start_up(networks, target, settings.default_network))
     runtime.on_stop(lambda: _cancel(task))

@@ -9,7 +9,7 @@ import os
 from schemas.errors import WarrenError
 from services.common.blobs import BlobStore, open_blob_store
 from services.common.runtime import ServiceRuntime
-from services.storage.pools import defaults
+from services.storage.pools import defaults, history
 from services.storage.pools.handlers import PoolHandlers, Pools
 from services.storage.pools.host import HostPools
 from services.storage.pools.image_volumes import ImageVolumes
@@ -48,6 +48,7 @@ async def setup(runtime: ServiceRuntime, blobs: BlobStore | None = None) -> Pool
     PoolHandlers(pools).register(runtime.endpoints)
     VolumeHandlers(pools).register(runtime.endpoints)
     InstanceVolumeHandlers(pools, images).register(runtime.endpoints)
+    history.register(pools, runtime.endpoints)
     target = await runtime.store.last_seq()
     task = asyncio.create_task(_reconcile_when_caught_up(pools, target, runtime))
     runtime.on_stop(lambda: _cancel(task))

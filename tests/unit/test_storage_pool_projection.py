@@ -178,7 +178,9 @@ def test_instances_and_projects_survive_a_snapshot():
     assert restored.volume_owner(pool, "w-c1") == VolumeOwner("renamed", "web")
     assert restored.volume_owner(pool, "w-c3") == VolumeOwner("c3", "default")
     assert restored.projects == {web.id: "web"}
-    assert PoolProjection.snapshot_version == 3
+    assert restored.names == projection.names  # the pools that carried each name, by node
+    assert list(restored.names.holders("storage-pool", pool.node, pool.name)) == [pool.id]
+    assert PoolProjection.snapshot_version == 4
 
 
 def test_volumes_are_shown_under_their_instances_names_and_leftovers_under_host_names():

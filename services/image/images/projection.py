@@ -2,7 +2,9 @@
 
 Projects belong to the instance service; their events are the shared contract, so this
 projection folds just what it needs from them (name -> id, and whether the project keeps
-its own images: ``features.images``) without asking the instance service.
+its own images: ``features.images``) without asking the instance service. A deleted project
+stays as a tombstone, and every image, alias and project that carried each name is kept, so
+the history of an image of a renamed or deleted project is still found by that project's name.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from schemas import events, subjects
 from schemas.envelope import StoredEvent
 from schemas.errors import BadRequest, NotFound
+from services.common.name_history import NameHistory
 from services.common.projection import Projection
 from services.image.images import alias as alias_agg
 from services.image.images import image as image_agg
@@ -25,7 +28,7 @@ class ImageProjection(Projection):
     """Images and aliases folded with the aggregates' own ``evolve``."""
 
     name = "images"
-    snapshot_version = 1
+    snapshot_version = 2
     aggregates = frozenset({IMAGE, ALIAS, PROJECT, subjects.OPERATION_AGGREGATE})
 
     def __init__(self) -> None:
@@ -40,20 +43,31 @@ class ImageProjection(Projection):
             return  # operations are not aggregates of this service: no expected sequence kept
         if event.aggregate == PROJECT:
             self._apply_project(agg_id, event.type, event.payload)
+            name = str(event.payload.get("name", ""))
+            deleted = event.type == events.PROJECT_DELETED
+            self.names.saw(PROJECT, "", name, agg_id, stored.seq, deleted)
         elif event.aggregate == IMAGE:
             new = image_agg.evolve(self.images.get(agg_id), event)
             if new is not None:
                 self.images[agg_id] = new
+                self.names.saw(
+                    IMAGE, new.project_id, new.fingerprint, agg_id, stored.seq, new.deleted
+                )
         else:
             old = self.aliases.get(agg_id)
             new_alias = alias_agg.evolve(old, event)
             if new_alias is not None:
                 self._index_alias(old, new_alias)
+                self.names.saw(
+                    ALIAS, new_alias.project_id, new_alias.name, agg_id, stored.seq,
+                    new_alias.deleted,
+                )  # fmt: skip
         self.seqs[agg_id] = stored.seq
 
     def _apply_project(self, agg_id: str, type_: str, payload: dict[str, Any]) -> None:
         if type_ == events.PROJECT_DELETED:
-            self.projects.pop(agg_id, None)
+            if agg_id in self.projects:  # a tombstone, for history
+                self.projects[agg_id] = {**self.projects[agg_id], "deleted": True}
             return
         config = payload.get("config") or {}
         own_images = payload.get("name") == DEFAULT or str(
@@ -76,13 +90,17 @@ class ImageProjection(Projection):
             "projects": self.projects,
             "seqs": self.seqs,
             "running": self.running.dump(),
+            "names": self.names.dump(),
         }
 
     def load(self, state: Any) -> None:
         self.images: dict[str, ImageState] = {}
         self.aliases: dict[str, AliasState] = {}
         self.alias_by_name: dict[tuple[str, str], str] = {}
+        #: project id -> its name, whether it keeps its own images, whether it is deleted
         self.projects: dict[str, dict[str, Any]] = {}
+        #: Every image (by fingerprint), alias and project that carried each name.
+        self.names = NameHistory()
         self.seqs: dict[str, int] = {}
         #: Image operations still Running in the log (see :mod:`.orphans`).
         self.running = RunningOps()
@@ -96,6 +114,7 @@ class ImageProjection(Projection):
             self._index_alias(None, AliasState(**raw))
         self.projects = dict(state["projects"])
         self.seqs = {k: int(v) for k, v in state["seqs"].items()}
+        self.names.load(state.get("names"))
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -105,14 +124,35 @@ class ImageProjection(Projection):
     def image_home(self, project: str) -> tuple[str, str]:
         """(id, name) of the project whose images ``project`` uses (LXD: features.images)."""
         found = [(i, p) for i, p in self.projects.items() if p["name"] == project]
+        found = [(i, p) for i, p in found if not p.get("deleted")]
         if not found:
             raise NotFound(f'Failed loading project "{project}": Project not found')
         agg_id, info = found[0]
-        if not info["own_images"]:
-            for other_id, other in self.projects.items():
-                if other["name"] == DEFAULT:
-                    return other_id, DEFAULT
+        default = self.default_project_id()
+        if not info["own_images"] and default is not None:
+            return default, DEFAULT
         return agg_id, info["name"]
+
+    def default_project_id(self) -> str | None:
+        for agg_id, info in self.projects.items():
+            if info["name"] == DEFAULT and not info.get("deleted"):
+                return agg_id
+        return None
+
+    def image_scopes(self, project: str) -> list[str]:
+        """The ids of the projects whose images a project that has or had the name
+        ``project`` used, oldest first (renamed and deleted ones included)."""
+        found: list[str] = []
+        for agg_id in self.names.holders(PROJECT, "", project):
+            info = self.projects.get(agg_id)
+            if info is None:
+                continue
+            # A project without features.images uses the default project's images.
+            home = [] if info["own_images"] else [self.default_project_id() or agg_id]
+            for scope in [agg_id, *home]:
+                if scope not in found:
+                    found.append(scope)
+        return found
 
     def images_in(self, project_id: str) -> list[ImageState]:
         found = [s for s in self.images.values() if s.project_id == project_id and not s.deleted]

@@ -1,5 +1,6 @@
-"""The networks read model: every network of every node, their forwards, and which profiles'
-nics use which network, all folded from the log."""
+"""The networks read model: every network of every node, their forwards, which profiles'
+nics use which network, and (for history) every network that carried each name on each node,
+all folded from the log."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from urllib.parse import quote
 
 from schemas import events
 from schemas.envelope import Event, StoredEvent
+from services.common.name_history import NameHistory
 from services.common.projection import Projection
 from services.network.networks import aggregate
 from services.network.networks.forward_state import FORWARD, ForwardState, evolve_forward
@@ -21,7 +23,7 @@ class NetworkProjection(Projection):
     """Networks (with their nics), forwards, and the profiles whose nics name a network."""
 
     name = "networks"
-    snapshot_version = 1
+    snapshot_version = 2
     aggregates = frozenset({NETWORK, FORWARD, PROFILE})
 
     def __init__(self) -> None:
@@ -41,6 +43,7 @@ class NetworkProjection(Projection):
             new = aggregate.evolve(old, event)
             if new is not None:
                 self._index(old, new)
+                self.names.saw(NETWORK, new.node, new.name, new.id, stored.seq, new.deleted)
         self.seqs[event.aggregate_id] = stored.seq
 
     def _index(self, old: NetworkState | None, new: NetworkState) -> None:
@@ -69,6 +72,7 @@ class NetworkProjection(Projection):
             "forwards": [asdict(f) for f in self.forwards.values()],
             "seqs": self.seqs,
             "profile_nics": self.profile_nics,
+            "names": self.names.dump(),
         }
 
     def load(self, state: Any) -> None:
@@ -78,6 +82,8 @@ class NetworkProjection(Projection):
         self.seqs: dict[str, int] = {}
         #: profile id -> [its URL, the networks its nics use]
         self.profile_nics: dict[str, list[Any]] = {}
+        #: Every network that carried each name, by node (for history).
+        self.names = NameHistory()
         if not state:
             return
         for raw in state["networks"]:
@@ -87,6 +93,7 @@ class NetworkProjection(Projection):
             self.forwards[forward.id] = forward
         self.seqs = {k: int(v) for k, v in state["seqs"].items()}
         self.profile_nics = {k: list(v) for k, v in state["profile_nics"].items()}
+        self.names.load(state.get("names"))
 
     # -- lookups -------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 profiles' disks use which pool; and which instance owns which container volume, under which
 name and project. All of it is folded from the log (pool, profile, instance and project
 events), so a pool's ``used_by`` and the volume listing need no request to the instance
-service.
+service. For history, it keeps every pool that carried each name on each node.
 
 An instance's volume is named after its host name (from its id, fixed at creation), so
 renames cost nothing on the host; LXD clients see it under the instance's current name,
@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from schemas import events, subjects
 from schemas.envelope import Event, StoredEvent
+from services.common.name_history import NameHistory
 from services.common.projection import Projection
 from services.storage.pools import aggregate
 from services.storage.pools.state import POOL, PROFILE, PoolState
@@ -62,7 +63,7 @@ class PoolProjection(Projection):
     """Pools folded from the log with the aggregate's own ``evolve``."""
 
     name = "storage-pools"
-    snapshot_version = 3
+    snapshot_version = 4
     aggregates = frozenset({POOL, PROFILE, INSTANCE, PROJECT})
 
     def __init__(self) -> None:
@@ -84,6 +85,7 @@ class PoolProjection(Projection):
         new = aggregate.evolve(old, event)
         if new is not None:
             self._index(old, new)
+            self.names.saw(POOL, new.node, new.name, new.id, stored.seq, new.deleted)
         self.seqs[event.aggregate_id] = stored.seq
 
     def _index(self, old: PoolState | None, new: PoolState) -> None:
@@ -153,6 +155,7 @@ class PoolProjection(Projection):
             "profile_disks": self.profile_disks,
             "instances": [asdict(r) for r in self.instances.values()],
             "projects": self.projects,
+            "names": self.names.dump(),
         }
 
     def load(self, state: Any) -> None:
@@ -166,6 +169,8 @@ class PoolProjection(Projection):
         self.by_host: dict[str, str] = {}
         #: project id -> its current name
         self.projects: dict[str, str] = {}
+        #: Every pool that carried each name, by node (for history).
+        self.names = NameHistory()
         if not state:
             return
         self.profile_disks = {k: list(v) for k, v in state["profile_disks"].items()}
@@ -175,6 +180,7 @@ class PoolProjection(Projection):
         for raw in state["instances"]:
             self._add(InstanceRef(**raw))
         self.projects = {k: str(v) for k, v in state["projects"].items()}
+        self.names.load(state.get("names"))
 
     # -- lookups -------------------------------------------------------------------------
 
