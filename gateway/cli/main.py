@@ -18,6 +18,16 @@ KINDS = {
     "instance": "instance",
     "instances": "instance",
     "container": "instance",
+    "network": "network",
+    "networks": "network",
+    "storage-pool": "storage-pool",
+    "storage-pools": "storage-pool",
+    "pool": "storage-pool",
+    "image": "image",
+    "images": "image",
+    "image-alias": "image-alias",
+    "image-aliases": "image-alias",
+    "alias": "image-alias",
 }
 
 
@@ -33,7 +43,9 @@ def parser() -> argparse.ArgumentParser:
         "carried in the project, and the objects that carried each.",
     )
     history.add_argument("kind", choices=sorted(KINDS), help="kind of object")
-    history.add_argument("name", nargs="?", help="current or former name of the object")
+    history.add_argument(
+        "name", nargs="?", help="current or former name of the object (an image: fingerprint)"
+    )
     history.add_argument(
         "--project", help="project (current or former name) of the object (default: default)"
     )

@@ -143,14 +143,26 @@ def test_history_api_and_cli_show_who_did_what_and_past_states(module_warren) ->
 def test_every_history_url_advertised_answers(module_warren) -> None:
     w = module_warren
     kinds = ok(w, "GET", "/1.0/history")[1]["metadata"]
-    assert kinds == ["/1.0/history/profile", "/1.0/history/project", "/1.0/history/instance"]
+    assert kinds == [
+        f"/1.0/history/{kind}"
+        for kind in (
+            "profile",
+            "project",
+            "instance",
+            "network",
+            "storage-pool",
+            "image",
+            "image-alias",
+        )
+    ]
     for url in kinds:
         names = ok(w, "GET", url)[1]["metadata"]
         assert isinstance(names, list)
         for item in ok(w, "GET", f"{url}?recursion=1")[1]["metadata"]:
             assert item["holders"] and ok(w, "GET", item["url"])[1]["metadata"]["events"]
     assert "/1.0/history/profile/default" in ok(w, "GET", "/1.0/history/profile")[1]["metadata"]
-    ok(w, "GET", "/1.0/history/network", expect=404)
+    assert "/1.0/history/network/" + w.default_network in ok(w, "GET", kinds[3])[1]["metadata"]
+    ok(w, "GET", "/1.0/history/network-forward", expect=404)
     ok(w, "GET", "/1.0/history/profile?project=never-was", expect=404)
 
 
