@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import nats
@@ -78,10 +78,12 @@ async def send_stream(
     chunk_timeout: float = 60.0,
     final_timeout: float = 120.0,
     trailer: dict[str, str] | None = None,
+    on_end: Callable[[], None] | None = None,
 ) -> Reply:
     """Send ``chunks`` on ``subject``; return the receiver's final reply (not unwrapped).
 
-    ``trailer`` rides on the end frame (e.g. a file name only known once sending began).
+    ``trailer`` rides on the end frame (e.g. a file name only known once sending began);
+    ``on_end`` is called as it is sent (every chunk is answered by then).
     Errors the receiver reports mid-stream are raised. If sending stops early for any other
     reason (the source failed, the caller was cancelled) an abort frame is published.
     """
@@ -97,6 +99,8 @@ async def send_stream(
                 seq += 1
         finished = True
         end = Frame(seq=seq, trailer=trailer)
+        if on_end is not None:
+            on_end()
         return await _request(nc, subject, end, final_timeout)
     finally:
         if not finished:

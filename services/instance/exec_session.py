@@ -344,8 +344,10 @@ class ExecSession:
         self._open_gate()
         assert self._waiter is not None and self._stdin_fd is not None
         waiter = self._waiter
+        sent = {name: asyncio.Event() for name in self._outputs}
         relays = [
-            self._task(self._send_output(name, fd, waiter)) for name, fd in self._outputs.items()
+            self._task(self._send_output(name, fd, waiter, sent[name]))
+            for name, fd in self._outputs.items()
         ]
         self._task(self._relay_stdin(self._stdin_fd))
         try:
@@ -355,13 +357,17 @@ class ExecSession:
             with contextlib.suppress(BaseException):
                 await asyncio.wait(relays, timeout=CANCEL_DRAIN)
             raise
-        # Every output stream ends (end frame answered) before the outcome is recorded.
-        await asyncio.gather(*relays, return_exceptions=True)
+        # Every output stream has been taken to its end before the outcome is recorded. Its
+        # end frame's answer is not waited for: the gateway relays what it holds even after
+        # the operation ended (and the client waits for both).
+        await asyncio.gather(*(event.wait() for event in sent.values()))
         return {"return": code}
 
-    async def _send_output(self, name: str, fd: int, exited: asyncio.Future[Any]) -> None:
+    async def _send_output(
+        self, name: str, fd: int, exited: asyncio.Future[Any], sent: asyncio.Event
+    ) -> None:
         try:
-            await send_output(self.nc, self.operation_id, name, fd, exited)
+            await send_output(self.nc, self.operation_id, name, fd, exited, sent)
         finally:
             if fd != self._pty:
                 self._close_fd(fd)

@@ -45,10 +45,16 @@ async def respond(msg: Msg, reply: Reply) -> None:
 
 
 async def send_output(
-    nc: Client, operation_id: str, name: str, fd: int, exited: asyncio.Future[Any]
+    nc: Client,
+    operation_id: str,
+    name: str,
+    fd: int,
+    exited: asyncio.Future[Any],
+    sent: asyncio.Event,
 ) -> None:
     """Stream output fd ``name`` to the gateway until it ends (see
-    :func:`~services.instance.exec_fds.read_output`)."""
+    :func:`~services.instance.exec_fds.read_output`); ``sent`` is set once all of it has
+    been taken and the end frame goes out (or the stream failed)."""
     try:
         await send_stream(
             nc,
@@ -56,6 +62,7 @@ async def send_output(
             read_output(fd, exited),
             chunk_timeout=OUTPUT_CHUNK_TIMEOUT,
             final_timeout=OUTPUT_FINAL_TIMEOUT,
+            on_end=sent.set,
         )
     except asyncio.CancelledError:
         raise
@@ -66,6 +73,8 @@ async def send_output(
         with contextlib.suppress(OSError):
             async for _ in read_output(fd, exited):
                 pass
+    finally:
+        sent.set()
 
 
 async def relay_stdin(receiver: StreamReceiver, fd: int, operation_id: str) -> None:

@@ -227,6 +227,10 @@ def test_exec_exit_code_and_streams(target: Any, containers: Containers) -> None
     assert lxc_ok(target, "exec", name, "--", "id", "-u") == "0\n"
     # A command that does not exist: LXD reports 127 like a shell.
     assert target.lxc("exec", name, "--", "/no/such/binary").returncode == 127
+    # Output still in flight when the command ends reaches the client whole, on both streams.
+    burst = "head -c 20000000 /dev/zero; echo end >&2; exit 4"
+    result = target.lxc("exec", name, "--", "sh", "-c", burst)
+    assert (result.returncode, len(result.stdout), result.stderr) == (4, 20_000_000, "end\n")
 
 
 def run_on_pty(env: dict[str, str], argv: list[str], keys: bytes, timeout: float = 30):
