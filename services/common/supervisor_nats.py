@@ -14,14 +14,14 @@ import logging
 import os
 import shutil
 import socket
+import sys
 from pathlib import Path
-
-from schemas.client import Bus
-from services.common.eventstore import EventStore
 
 log = logging.getLogger("warren.supervisor")
 
 LISTEN_HOST = "127.0.0.1"
+#: The tree the supervisor runs from (its stream-making process imports from it too).
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def nats_server_binary() -> str:
@@ -107,13 +107,37 @@ class NatsPlan:
 
 
 async def ensure_stream(url: str, timeout: float = 30) -> None:
-    """Create the EVENTS stream if it is missing (the services do the same; this is early)."""
+    """Create the EVENTS stream if it is missing (the services do the same; this is early),
+    from a short-lived process: the supervisor itself never imports the NATS client (~10 MiB
+    of a process that lives as long as Warren)."""
+    paths = [_PROJECT_ROOT, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    ensure = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.common.supervisor_nats",
+        url,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+    )
+    try:
+        code = await asyncio.wait_for(ensure.wait(), timeout)
+    except TimeoutError:
+        ensure.kill()
+        await ensure.wait()
+        raise RuntimeError(f"the event stream could not be made within {timeout:g}s") from None
+    if code != 0:
+        raise RuntimeError(f"making the event stream failed (exit code {code})")
 
-    async def run() -> None:
-        bus = await Bus.open(url, "warren-supervisor")
-        try:
-            await EventStore(bus.js).ensure_stream()
-        finally:
-            await bus.close()
 
-    await asyncio.wait_for(run(), timeout)
+async def _ensure_stream(url: str) -> None:
+    from schemas.client import Bus
+    from services.common.eventstore import EventStore
+
+    bus = await Bus.open(url, "warren-supervisor")
+    try:
+        await EventStore(bus.js).ensure_stream()
+    finally:
+        await bus.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(_ensure_stream(sys.argv[1]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import services.common.lean  # noqa: F401  (first: keeps unused modules out)
 from services.common.runtime import ServiceRuntime, run_service
 from services.network.service import NAME, setup
 
