@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from services.storage import mounts
@@ -19,6 +20,18 @@ POOL_CONFIGS: dict[str, dict[str, str]] = {"dir": {}, "btrfs": {"size": "300MiB"
 FINGERPRINT = hashlib.sha256(b"warren storage contract image").hexdigest()
 OTHER_FINGERPRINT = hashlib.sha256(b"another image").hexdigest()
 HOST_ROOT = 1000000
+
+
+def enable_btrfs_quotas(pool: StorageDriver) -> None:
+    """Quotas on the pool's filesystem: btrfs then counts each subvolume's exclusive bytes."""
+    root = str(pool.root)  # type: ignore[attr-defined]
+    subprocess.run(["btrfs", "quota", "enable", root], check=True)
+    subprocess.run(["btrfs", "quota", "rescan", "-w", root], check=True, capture_output=True)
+
+
+#: Per driver, what the host needs so that the filesystem counts each volume's own bytes
+#: (nothing for ``dir``: an overlay's upper layer is the instance's own by construction).
+OWN_USAGE_SETUP: dict[str, Callable[[StorageDriver], None]] = {"btrfs": enable_btrfs_quotas}
 
 
 def new_pool(driver: str, warren_dir: Path, name: str = "pool1") -> StorageDriver:

@@ -9,6 +9,7 @@ from services.storage.drivers.base import (
     StorageDriver,
     StorageError,
     VolumeInfo,
+    VolumeUsage,
 )
 from services.storage.drivers.btrfs import BtrfsDriver
 from services.storage.drivers.dir import DirDriver
@@ -25,4 +26,5 @@ __all__ = [
     "StorageDriver",
     "StorageError",
     "VolumeInfo",
+    "VolumeUsage",
 ]

@@ -13,7 +13,7 @@ import json
 import re
 import subprocess
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +60,15 @@ class PoolUsage(BaseModel):
 
     used: int
     total: int
+
+
+class VolumeUsage(BaseModel):
+    """What one instance volume holds of its own: ``used`` bytes (what its root adds to its
+    image: the overlay's upper layer, a snapshot's exclusive extents), ``total`` its quota
+    (0: none; no driver enforces quotas yet, see ``Capabilities.supports_quotas``)."""
+
+    used: int
+    total: int = 0
 
 
 class VolumeInfo(BaseModel):
@@ -224,6 +233,11 @@ class StorageDriver(ABC):
     @abstractmethod
     async def delete_instance_volume(self, name: str) -> None:
         """Unmount and delete an instance volume; ``NotFound`` if it does not exist."""
+
+    @abstractmethod
+    async def instance_usage(self, names: Sequence[str] | None = None) -> dict[str, VolumeUsage]:
+        """The usage of the named instance volumes (None: every one), in one host call; a
+        name without a volume is left out. Walks trees where the filesystem keeps no count."""
 
     # -- listing ---------------------------------------------------------------------------
 

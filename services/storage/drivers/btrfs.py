@@ -4,6 +4,10 @@ The pool lives on a block device (``source=/dev/...``), on a loop file the drive
 (no source; ``size=``, default 5GiB, at ``$WARREN_DIR/disks/<pool>.img``), or in an existing
 directory on a btrfs filesystem (``source=<dir>``). Unprivileged instances get an idmapped
 bind of their snapshot's ``rootfs/`` over itself: files stay owned by 0 on disk.
+
+An instance volume's usage is its snapshot's exclusive bytes when quotas are enabled on the
+filesystem (``btrfs quota enable <pool root>``), else the bytes of its whole tree (what it
+shares with its image included), see :mod:`.btrfs_qgroups`.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -28,6 +32,7 @@ from services.storage.drivers.base import (
     parse_size,
     run,
 )
+from services.storage.drivers.btrfs_qgroups import exclusive_bytes, subvolume_id
 from services.storage.drivers.dir import statvfs_usage
 from services.storage.drivers.layout import LayoutDriver, remove_tree
 from services.storage.idmap import IdMap, idmapped_bind
@@ -201,3 +206,21 @@ class BtrfsDriver(LayoutDriver):
 
     def _remove_instance_dir(self, volume: Path) -> None:
         delete_subvolume(volume)
+
+    def _instances_bytes(self, names: Sequence[str]) -> dict[str, int]:
+        exclusive = exclusive_bytes(self.root) if names else None
+        if exclusive is None:
+            return super()._instances_bytes(names)
+        found: dict[str, int] = {}
+        uncounted: list[str] = []
+        for name in names:
+            volume = self.volume_dir(name)
+            try:
+                subvolume = subvolume_id(volume) if is_subvolume(volume) else None
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            if subvolume is not None and subvolume in exclusive:
+                found[name] = exclusive[subvolume]
+            else:  # not a subvolume of its own, or no qgroup for it yet
+                uncounted.append(name)
+        return {**found, **super()._instances_bytes(uncounted)}

@@ -18,8 +18,9 @@ import json
 import os
 import secrets
 import shutil
+import stat
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from schemas.errors import BadRequest, Conflict, NotFound
@@ -30,6 +31,7 @@ from services.storage.drivers.base import (
     StorageDriver,
     StorageError,
     VolumeInfo,
+    VolumeUsage,
     check_fingerprint,
     check_volume_name,
     host,
@@ -41,20 +43,33 @@ TMP_PREFIX = ".tmp-"
 
 def tree_bytes(path: Path) -> int:
     """Disk bytes used by a tree (hard links counted once, other filesystems not entered;
-    a bind mount of the same filesystem is entered, so callers pick a tree without one)."""
+    a bind mount of the same filesystem is entered, so callers pick a tree without one).
+
+    Entries that go while the tree is walked (a running instance removing files) are skipped;
+    only a missing ``path`` itself raises ``FileNotFoundError``.
+    """
     total = 0
     seen: set[tuple[int, int]] = set()
     root_dev = os.lstat(path).st_dev
     stack = [str(path)]
     while stack:
-        for entry in os.scandir(stack.pop()):
-            st = entry.stat(follow_symlinks=False)
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_blocks * 512
-            if entry.is_dir(follow_symlinks=False) and st.st_dev == root_dev:
-                stack.append(entry.path)
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    is_dir = stat.S_ISDIR(st.st_mode)
+                    if is_dir or st.st_nlink > 1:  # only these can be met twice
+                        if (st.st_dev, st.st_ino) in seen:
+                            continue
+                        seen.add((st.st_dev, st.st_ino))
+                    total += st.st_blocks * 512
+                    if is_dir and st.st_dev == root_dev:
+                        stack.append(entry.path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
     return total
 
 
@@ -269,10 +284,39 @@ class LayoutDriver(StorageDriver):
             return out
 
         volumes = await host(scan)
-        for name, _image in await self._instance_volumes():
-            used = await host(self._instance_bytes, self.volume_dir(name)) if usage else None
-            volumes.append(VolumeInfo(type="container", name=name, used_bytes=used))
+        names = [name for name, _image in await self._instance_volumes()]
+        used = await host(self._instances_bytes, names) if usage else {}
+        volumes.extend(VolumeInfo(type="container", name=n, used_bytes=used.get(n)) for n in names)
         return volumes
+
+    async def instance_usage(self, names: Sequence[str] | None = None) -> dict[str, VolumeUsage]:
+        def measure() -> dict[str, VolumeUsage]:
+            if names is None:
+                wanted = self._recorded_names()
+            else:
+                wanted = [n for n in dict.fromkeys(names) if self._record(n).exists()]
+            return {n: VolumeUsage(used=b) for n, b in self._instances_bytes(wanted).items()}
+
+        return await host(measure)
+
+    def _recorded_names(self) -> list[str]:
+        """Names of the committed instance volumes (those with a record)."""
+        return sorted(
+            entry.name.removesuffix(".json")
+            for entry in os.scandir(self.root / "containers")
+            if entry.name.endswith(".json") and not entry.name.startswith(".")
+        )
+
+    def _instances_bytes(self, names: Sequence[str]) -> dict[str, int]:
+        """Bytes each named instance volume holds of its own (blocking); a volume whose tree
+        went meanwhile is left out. Drivers whose filesystem keeps a count may override it."""
+        found: dict[str, int] = {}
+        for name in names:
+            try:
+                found[name] = self._instance_bytes(self.volume_dir(name))
+            except FileNotFoundError:
+                continue
+        return found
 
     def _instance_bytes(self, volume: Path) -> int:
         """Bytes the instance volume itself holds (overridden where clones share data)."""
