@@ -7,7 +7,9 @@ Results are LXD shapes (``schemas.lxd.storage``) as plain dicts:
 - pool delete: ``None``;
 - pool resources (``schemas.catalog.ByName``): ``StoragePoolResources``;
 - volume list (``VolumeQuery``): ``type/name`` strings (recursion 0) or volume objects;
-- volume get (``VolumeQuery`` with ``type`` and ``name``): one volume object.
+- volume get (``VolumeQuery`` with ``type`` and ``name``): one volume object;
+- volume state (``VolumeQuery`` with ``type`` and ``name``): ``StorageVolumeState`` (only
+  container volumes have one; other types are a 400 as in LXD).
 
 Pools are not project-scoped (LXD shares them across projects); ``RequestMeta.project`` only
 shapes volume URLs.
@@ -56,7 +58,10 @@ class VolumeQuery(BaseModel):
 #   ``None``; both idempotent (deleting a volume that is not there is not an error);
 # - ``instance-volume-list`` (:class:`InstanceVolumeList`): the host names of the pool's
 #   instance volumes, sorted (what the instance service reconciles against; the LXD listing
-#   shows instance names instead).
+#   shows instance names instead);
+# - ``instance-volume-usage`` (:class:`InstanceVolumeUsageQuery`): what many instance volumes
+#   hold of their own, in one request (a listing's worth); reply :class:`InstanceVolumeUsages`.
+#   Volumes that do not exist, or whose pool is unknown or unavailable, are left out.
 
 
 class VolumeIdMap(BaseModel):
@@ -100,3 +105,24 @@ class MountedVolume(BaseModel):
 
     path: str
     rootfs_shift: Literal["idmapped-mount", "lxc-idmap", "none"]
+
+
+class InstanceVolumeUsageQuery(BaseModel):
+    """The usage of these instance volumes (host names); None: every instance volume of
+    every pool of the node."""
+
+    volumes: list[InstanceVolumeRef] | None = None
+
+
+class InstanceVolumeUsage(BaseModel):
+    """What one instance volume holds of its own (its root's own bytes, not its image's)."""
+
+    pool: str
+    name: str
+    used: int
+    #: The volume's quota in bytes; 0: none.
+    total: int = 0
+
+
+class InstanceVolumeUsages(BaseModel):
+    volumes: list[InstanceVolumeUsage] = Field(default_factory=list)

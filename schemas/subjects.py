@@ -162,6 +162,8 @@ STORAGE_POOL_GET = "pool-get"
 STORAGE_POOL_RESOURCES = "pool-resources"
 STORAGE_VOLUME_LIST = "volume-list"
 STORAGE_VOLUME_GET = "volume-get"
+#: LXD's volume state (``/volumes/<type>/<name>/state``): the usage of one volume.
+STORAGE_VOLUME_STATE = "volume-state"
 #: The history of this node's pools (``warren_history``; same bodies as HISTORY).
 STORAGE_HISTORY = "history"
 STORAGE_HISTORY_LIST = "history-list"
@@ -172,6 +174,7 @@ STORAGE_INSTANCE_VOLUME_MOUNT = "instance-volume-mount"
 STORAGE_INSTANCE_VOLUME_UNMOUNT = "instance-volume-unmount"
 STORAGE_INSTANCE_VOLUME_DELETE = "instance-volume-delete"
 STORAGE_INSTANCE_VOLUME_LIST = "instance-volume-list"
+STORAGE_INSTANCE_VOLUME_USAGE = "instance-volume-usage"
 
 
 def storage(verb: str, node: str) -> str:

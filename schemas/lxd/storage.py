@@ -60,3 +60,16 @@ class StoragePoolResources(BaseModel):
 
     space: ResourcesCount
     inodes: ResourcesCount
+
+
+class StorageVolumeStateUsage(BaseModel):
+    """Bytes a volume uses, and its size (0: no quota, as LXD 5.0 answers for instances)."""
+
+    used: int = 0
+    total: int = 0
+
+
+class StorageVolumeState(BaseModel):
+    """GET /1.0/storage-pools/<pool>/volumes/<type>/<name>/state."""
+
+    usage: StorageVolumeStateUsage

@@ -15,6 +15,7 @@ from services.storage.pools.host import HostPools
 from services.storage.pools.image_volumes import ImageVolumes
 from services.storage.pools.instance_volumes import InstanceVolumeHandlers
 from services.storage.pools.projection import PoolProjection
+from services.storage.pools.volume_usage import VolumeUsageHandlers
 from services.storage.pools.volumes import VolumeHandlers
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ async def setup(runtime: ServiceRuntime, blobs: BlobStore | None = None) -> Pool
     PoolHandlers(pools).register(runtime.endpoints)
     VolumeHandlers(pools).register(runtime.endpoints)
     InstanceVolumeHandlers(pools, images).register(runtime.endpoints)
+    VolumeUsageHandlers(pools).register(runtime.endpoints)
     history.register(pools, runtime.endpoints)
     target = await runtime.store.last_seq()
     task = asyncio.create_task(_reconcile_when_caught_up(pools, target, runtime))

@@ -16,7 +16,7 @@ import pytest
 
 from schemas import subjects
 from schemas.client import Bus
-from schemas.errors import NotFound
+from schemas.errors import BadRequest, NotFound
 from schemas.messages import RequestMeta
 from services.common.eventstore import EventStore
 from services.common.runtime import ServiceRuntime
@@ -191,3 +191,38 @@ async def test_an_instance_of_another_project_is_shown_with_its_project(node):
     assert (await node.volume("c1", project.name))["project"] == project.name
     assert (await node.volume("c1"))["project"] == "default"
     assert f"/1.0/instances/c1?project={project.name}" in await node.used_by()
+
+
+async def test_usage_of_many_volumes_and_one_volumes_state(node):
+    c1 = await create(node, new_instance(node, "c1"))
+    c2 = await create(node, new_instance(node, "c2"))
+    root = node.dir / "storage-pools" / "default" / "containers" / c1.host_name / "upper"
+    (root / "written").write_bytes(b"x" * 100_000)
+
+    def ref(name: str, pool: str = "default") -> dict[str, str]:
+        return {"pool": pool, "name": name}
+
+    asked = [ref(c1.host_name), ref(c2.host_name), ref("w-missing"), ref(c1.host_name, "nope")]
+    got = await node.call(subjects.STORAGE_INSTANCE_VOLUME_USAGE, volumes=asked)
+    usage = {(v["pool"], v["name"]): (v["used"], v["total"]) for v in got["volumes"]}
+    # Missing volumes and unknown pools are left out, not errors.
+    assert set(usage) == {("default", c1.host_name), ("default", c2.host_name)}
+    assert usage["default", c1.host_name][0] >= 100_000 and usage["default", c1.host_name][1] == 0
+    assert usage["default", c2.host_name] == (0, 0)
+    every = await node.call(subjects.STORAGE_INSTANCE_VOLUME_USAGE)  # volumes: None
+    assert {v["name"] for v in every["volumes"]} == {c1.host_name, c2.host_name}
+    with pytest.raises(BadRequest, match="Invalid volume name"):
+        await node.call(subjects.STORAGE_INSTANCE_VOLUME_USAGE, volumes=[ref("../x")])
+
+    def state(name: str, volume_type: str = "container") -> Any:
+        return node.call(subjects.STORAGE_VOLUME_STATE, pool="default", type=volume_type, name=name)
+
+    expected = {"usage": {"used": usage["default", c1.host_name][0], "total": 0}}
+    assert await state("c1") == expected  # by its LXD name
+    assert await state(c1.host_name) == expected
+    with pytest.raises(NotFound, match="Storage volume not found"):
+        await state("nope")
+    with pytest.raises(BadRequest, match='Invalid storage volume type "image"'):
+        await state(FINGERPRINT, "image")
+    with pytest.raises(BadRequest, match="Invalid storage volume type"):
+        await state("c1", "bogus")
