@@ -17,6 +17,8 @@ from schemas.messages import RequestMeta
 #: Unpacking a big image into a pool can take a while; ordinary volume work is quick.
 IMAGE_VOLUME_TIMEOUT = 600.0
 VOLUME_TIMEOUT = 60.0
+#: Disk figures are a nicety of a state read: a slow storage service must not stall it.
+USAGE_TIMEOUT = 2.0
 #: The network service answers from memory: a short wait keeps a dead one from stalling us.
 NETWORK_TIMEOUT = 5.0
 
@@ -93,6 +95,17 @@ class Peers:
         """Host names of the pool's instance volumes."""
         query = storage_wire.InstanceVolumeList(pool=pool)
         return list(await self._storage(subjects.STORAGE_INSTANCE_VOLUME_LIST, query))
+
+    async def volume_usage(
+        self, refs: list[storage_wire.InstanceVolumeRef]
+    ) -> list[storage_wire.InstanceVolumeUsage]:
+        """What these instance volumes hold of their own, in one request (volumes the storage
+        service cannot count are left out); ``Unavailable`` past ``USAGE_TIMEOUT``."""
+        query = storage_wire.InstanceVolumeUsageQuery(volumes=refs)
+        result = await self._storage(
+            subjects.STORAGE_INSTANCE_VOLUME_USAGE, query, timeout=USAGE_TIMEOUT
+        )
+        return storage_wire.InstanceVolumeUsages.model_validate(result).volumes
 
     # -- networks --------------------------------------------------------------------------
 

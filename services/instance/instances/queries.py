@@ -1,5 +1,6 @@
 """Instance queries: list and get (cluster-scoped, from the projection) and the live state
-of one instance (node-scoped: only its host knows)."""
+of one instance (node-scoped: only its host knows; its disk figures come from this node's
+storage service, one request for a whole listing)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from schemas.messages import RequestMeta
 from services.common.endpoints import EndpointGroup
 from services.instance.drivers.spec import InstanceState as HostState
 from services.instance.drivers.spec import Status
+from services.instance.instances import disk
 from services.instance.instances.context import STATUS_CODES, Instances
 from services.instance.instances.state import InstanceState
 
 
 def state_dict(status: str, host: HostState | None = None) -> dict[str, Any]:
-    """The LXD ``InstanceState`` object."""
+    """The LXD ``InstanceState`` object (its ``disk`` is filled in by :mod:`.disk`)."""
     host = host or HostState(status=Status.STOPPED)
     return {
         "status": status,
@@ -66,11 +68,14 @@ class InstanceQueries:
         live = await self._live(found)
         views = [i.view(s, i.status_of(s, live)) for s in found]
         if body.recursion >= 2:
-            # Live figures of each instance are independent host reads: gather them.
-            states = await asyncio.gather(
-                *(self._state_of(s, v["status"]) for s, v in zip(found, views, strict=True))
+            # Live figures of each instance are independent host reads: gather them, with
+            # the disk figures of them all (one storage request).
+            usages, *states = await asyncio.gather(
+                disk.root_usages(i.peers, found),
+                *(self._state_of(s, v["status"]) for s, v in zip(found, views, strict=True)),
             )
-            for view, state in zip(views, states, strict=True):
+            for s, view, state in zip(found, views, states, strict=True):
+                state["disk"] = disk.disk_state(view["expanded_devices"], usages.get(s.host_name))
                 view["state"] = state
                 view["snapshots"] = []
                 view["backups"] = []
@@ -90,8 +95,13 @@ class InstanceQueries:
         i = self.i
         seq = await i.fresh()
         state = i.get(meta, body.name)
-        live = await self._live_one(state)
-        return await self._state_of(state, i.status_of(state, live)), seq
+
+        async def live() -> dict[str, Any]:
+            return await self._state_of(state, i.status_of(state, await self._live_one(state)))
+
+        usages, found = await asyncio.gather(disk.root_usages(i.peers, [state]), live())
+        found["disk"] = disk.disk_state(i.expanded(state).devices, usages.get(state.host_name))
+        return found, seq
 
     async def _live(self, found: list[InstanceState]) -> dict[str, Status] | None:
         """Live statuses when any of ``found`` is on this node (one host call)."""
