@@ -16,7 +16,7 @@ from gateway.crud import Family
 from gateway.state import state
 from schemas import subjects
 from schemas.catalog import ByName
-from schemas.lxd.storage import StoragePoolResources
+from schemas.lxd.storage import StoragePoolResources, StorageVolumeState
 from schemas.storage import CreatePool, UpdatePool, VolumeQuery
 
 EXTENSIONS: tuple[str, ...] = (
@@ -26,6 +26,9 @@ EXTENSIONS: tuple[str, ...] = (
     # Only a pool's resources (GET /1.0/resources is not served): `lxc storage info` needs it.
     "resources",
     "entity_description",
+    # GET .../volumes/container/<name>/state (`lxc storage volume info` also wants
+    # storage_api_volume_snapshots, which is not advertised: no volume snapshots yet).
+    "storage_volume_state",
 )
 
 #: Creating a btrfs pool formats a filesystem, deleting one unmounts it: give the node agent
@@ -106,3 +109,13 @@ async def volume(request: web.Request) -> web.Response:
     info = request.match_info
     query = VolumeQuery(pool=info["name"], type=info["type"], name=info["volume"], recursion=1)
     return responses.sync(await ask(request, subjects.STORAGE_VOLUME_GET, query, meta))
+
+
+@routes.get("/1.0/storage-pools/{name}/volumes/{type}/{volume}/state")
+async def volume_state(request: web.Request) -> web.Response:
+    """What an instance volume holds of its own (``usage.used``; ``usage.total`` 0: no quota)."""
+    meta = context.meta(request)
+    info = request.match_info
+    query = VolumeQuery(pool=info["name"], type=info["type"], name=info["volume"])
+    result = await ask(request, subjects.STORAGE_VOLUME_STATE, query, meta)
+    return responses.sync(StorageVolumeState.model_validate(result).model_dump())
