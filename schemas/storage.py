@@ -61,7 +61,11 @@ class VolumeQuery(BaseModel):
 #   shows instance names instead);
 # - ``instance-volume-usage`` (:class:`InstanceVolumeUsageQuery`): what many instance volumes
 #   hold of their own, in one request (a listing's worth); reply :class:`InstanceVolumeUsages`.
-#   Volumes that do not exist, or whose pool is unknown or unavailable, are left out.
+#   Volumes that do not exist, or whose pool is unknown or unavailable, are left out;
+# - ``image-volume-templates`` (:class:`ImageTemplatesQuery`): the ``templates`` of the image
+#   volume's ``metadata.yaml`` and the content of the template files they name; reply
+#   :class:`ImageTemplates` (empty when the image has no metadata.yaml). ``NotFound`` when
+#   the pool holds no volume of that image.
 
 
 class VolumeIdMap(BaseModel):
@@ -126,3 +130,26 @@ class InstanceVolumeUsage(BaseModel):
 
 class InstanceVolumeUsages(BaseModel):
     volumes: list[InstanceVolumeUsage] = Field(default_factory=list)
+
+
+class ImageTemplatesQuery(BaseModel):
+    pool: str
+    fingerprint: str
+
+
+class ImageTemplate(BaseModel):
+    """One ``templates`` entry of an image's metadata.yaml: the file under ``templates/``
+    rendered to the entry's path in the instance, on which triggers."""
+
+    when: list[str] = Field(default_factory=list)
+    template: str
+    create_only: bool = False
+    properties: dict[str, str] = Field(default_factory=dict)
+
+
+class ImageTemplates(BaseModel):
+    """An image's templates (path in the instance -> entry) and the text of each template
+    file they name (a file missing from ``templates/`` is left out of ``files``)."""
+
+    templates: dict[str, ImageTemplate] = Field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict)

@@ -175,6 +175,8 @@ STORAGE_INSTANCE_VOLUME_UNMOUNT = "instance-volume-unmount"
 STORAGE_INSTANCE_VOLUME_DELETE = "instance-volume-delete"
 STORAGE_INSTANCE_VOLUME_LIST = "instance-volume-list"
 STORAGE_INSTANCE_VOLUME_USAGE = "instance-volume-usage"
+#: The templates of an image volume (what the instance service renders into instances).
+STORAGE_IMAGE_VOLUME_TEMPLATES = "image-volume-templates"
 
 
 def storage(verb: str, node: str) -> str:

@@ -217,6 +217,21 @@ async def test_ensure_unpacks_the_image_once(node, image, unpacks):
     assert node.leftovers() == {"images": [image], "containers": [], "downloads": []}
 
 
+async def test_image_volume_templates(node, image):
+    verb = subjects.STORAGE_IMAGE_VOLUME_TEMPLATES
+    with pytest.raises(NotFound):  # no image volume yet
+        await node.call(verb, pool="default", fingerprint=image)
+    await node.ensure(image)
+    got = wire.ImageTemplates.model_validate(
+        await node.call(verb, pool="default", fingerprint=image)
+    )
+    assert sorted(got.templates) == ["/etc/hostname", "/etc/hosts"]
+    assert got.templates["/etc/hostname"].when == ["create", "copy"]
+    assert got.files["hostname.tpl"] == "{{ container.name }}\n"
+    with pytest.raises(BadRequest):
+        await node.call(verb, pool="default", fingerprint="nope")
+
+
 async def test_instance_volume_lifecycle_unprivileged(node, image):
     await node.create("c1", image, UNPRIVILEGED)
     assert await node.volumes() == [f"image/{image}", "container/c1"]

@@ -198,6 +198,11 @@ class StorageDriver(ABC):
     async def delete_image_volume(self, fingerprint: str) -> None:
         """Delete an image volume (``Conflict`` while clones need it)."""
 
+    @abstractmethod
+    async def image_volume_dir(self, fingerprint: str) -> Path:
+        """The committed image volume's directory (``metadata.yaml``, ``templates/``,
+        ``rootfs/``); ``NotFound`` when the pool holds no volume of that image."""
+
     @asynccontextmanager
     async def build_image_volume(self, fingerprint: str) -> AsyncIterator[Path]:
         """``async with pool.build_image_volume(fp) as path:`` fill ``path``; commit on

@@ -198,6 +198,11 @@ class LayoutDriver(StorageDriver):
     async def abort_image_volume(self, pending: PendingImage) -> None:
         await host(self._remove_image_dir, pending.path)
 
+    async def image_volume_dir(self, fingerprint: str) -> Path:
+        path = self.image_dir(fingerprint)
+        await host(self._present_image, path)
+        return path
+
     async def delete_image_volume(self, fingerprint: str) -> None:
         path = self.image_dir(fingerprint)
         async with self._lock(f"image/{fingerprint}"):

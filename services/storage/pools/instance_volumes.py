@@ -9,7 +9,9 @@
 - ``instance-volume-mount``: mounted (idempotent), reply ``MountedVolume``; ``NotFound`` for
   an unknown volume;
 - ``instance-volume-unmount`` / ``instance-volume-delete``: ``None``, idempotent (a volume
-  that is not there is fine); the driver's delete unmounts first.
+  that is not there is fine); the driver's delete unmounts first;
+- ``image-volume-templates``: the image volume's templates (:mod:`.image_templates`), reply
+  ``ImageTemplates``; ``NotFound`` without that image volume.
 
 These are host effects only, not recorded in the log: the instance service records the
 instance's fate, and its volumes follow it. An unknown pool is ``NotFound("Storage pool not
@@ -31,9 +33,10 @@ from schemas.errors import Conflict, NotFound
 from schemas.messages import RequestMeta
 from services.common.endpoints import EndpointGroup
 from services.storage.drivers import StorageDriver
-from services.storage.drivers.base import check_fingerprint, check_volume_name
+from services.storage.drivers.base import check_fingerprint, check_volume_name, host
 from services.storage.idmap import IdMap
 from services.storage.pools.handlers import Pools
+from services.storage.pools.image_templates import read_templates
 from services.storage.pools.image_volumes import ImageVolumes
 from services.storage.pools.state import PoolState
 
@@ -54,6 +57,7 @@ class InstanceVolumeHandlers:
             (subjects.STORAGE_INSTANCE_VOLUME_UNMOUNT, wire.InstanceVolumeRef, self.unmount),
             (subjects.STORAGE_INSTANCE_VOLUME_DELETE, wire.InstanceVolumeRef, self.delete),
             (subjects.STORAGE_INSTANCE_VOLUME_LIST, wire.InstanceVolumeList, self.host_names),
+            (subjects.STORAGE_IMAGE_VOLUME_TEMPLATES, wire.ImageTemplatesQuery, self.templates),
         ):
             group.add(subjects.storage(verb, node), model, handler, concurrent=True)
 
@@ -72,6 +76,14 @@ class InstanceVolumeHandlers:
         return wire.ImageVolumeReady(
             fingerprint=body.fingerprint, created=created
         ).model_dump(), seq
+
+    async def templates(
+        self, body: wire.ImageTemplatesQuery, meta: RequestMeta
+    ) -> tuple[Any, int]:
+        check_fingerprint(body.fingerprint)
+        _, driver, seq = await self._pool(body.pool)
+        directory = await driver.image_volume_dir(body.fingerprint)
+        return (await host(read_templates, directory)).model_dump(), seq
 
     async def create(self, body: wire.InstanceVolumeCreate, meta: RequestMeta) -> tuple[Any, int]:
         check_volume_name(body.name)
