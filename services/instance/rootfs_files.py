@@ -121,6 +121,13 @@ class RootFS:
         ids = (self._host_id(uid, "uid"), self._host_id(gid, "gid"))
         return await in_thread(self._open_write, cpath, ids, mode, append)
 
+    async def write_file(self, path: str, data: bytes) -> None:
+        """Write a small file whole, as :meth:`open_write` then commit would (a new file is
+        the container root's, 0644; an existing one keeps its ids and mode), in one call to
+        a worker thread."""
+        cpath = clean_path(path)
+        await in_thread(self._write_file, cpath, data)
+
     async def mkdir(
         self, path: str, *, uid: int | None = None, gid: int | None = None, mode: int | None = None
     ) -> bool:
@@ -293,6 +300,15 @@ class RootFS:
         except BaseException:
             target.close()
             raise
+
+    def _write_file(self, cpath: str, data: bytes) -> None:
+        writer = self._open_write(cpath, (None, None), None, False)
+        try:
+            writer.write_now(data)
+        except BaseException:
+            writer.abort_now()
+            raise
+        writer.commit_now()
 
     def _mkdir(self, cpath: str, ids: tuple[int | None, int | None], mode: int | None) -> bool:
         target = self._target(cpath, follow=True)

@@ -115,6 +115,17 @@ class FileWriter:
         """Drop what was written (a new file goes away; append keeps what was appended)."""
         await in_thread(self._abort)
 
+    # The same, blocking, for a caller already in a worker thread.
+
+    def write_now(self, data: bytes) -> None:
+        self._write(data)
+
+    def commit_now(self) -> None:
+        self._commit()
+
+    def abort_now(self) -> None:
+        self._abort()
+
     def _write(self, data: bytes) -> None:
         with self._lock:
             if self._fd is None:

@@ -87,6 +87,8 @@ class RecordPower:
     event_type: str
     last_used_at: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Config keys the change consumed (``volatile.apply_template`` once a start rendered it).
+    unset: tuple[str, ...] = ()
     meta: CommandMeta = ANONYMOUS
 
 
@@ -137,6 +139,9 @@ def decide(state: InstanceState | None, command: Command) -> list[Event]:
         new = replace(state, power=POWER_OF_EVENT[command.event_type])
         if command.last_used_at:
             new = replace(new, last_used_at=command.last_used_at)
+        if any(key in new.config for key in command.unset):
+            config = {k: v for k, v in new.config.items() if k not in command.unset}
+            new = replace(new, config=config)
         return [_event(command.event_type, new, command.project, command.meta, command.extra)]
     return [_event(command.event_type, state, command.project, command.meta, command.extra)]
 
@@ -196,6 +201,10 @@ def _rename(state: InstanceState, cmd: Rename) -> list[Event]:
     if cmd.name_taken or cmd.new_name == state.name:
         raise Conflict(f'Name "{cmd.new_name}" already in use')
     new = replace(state, name=cmd.new_name)
+    if not state.config.get(checks.APPLY_TEMPLATE):
+        # LXD renders the image's rename templates at the next start (unless a trigger is
+        # pending already: an instance renamed before its first start still gets "create").
+        new = replace(new, config={**state.config, checks.APPLY_TEMPLATE: "rename"})
     extra = {"old_name": state.name}
     return [_event(events.INSTANCE_RENAMED, new, cmd.project, cmd.meta, extra)]
 

@@ -114,6 +114,8 @@ class InstanceCommands:
             description=body.description,
             config={
                 **image_keys,
+                # LXD renders the image's create templates at the first start.
+                cfg.APPLY_TEMPLATE: "create",
                 **config,
                 "volatile.base_image": str(image["fingerprint"]),
                 **nics.volatile_hwaddrs(resolved),

@@ -18,6 +18,8 @@ from services.instance.instances.state import Expanded, root_disk
 _NAME_CHARS = re.compile(r"^[a-zA-Z0-9-]+$")
 #: Keys an instance may carry beyond a profile's (LXD keeps image.* and volatile.* on it).
 _INSTANCE_ONLY = ("image.", "volatile.")
+#: LXD's key for an image template trigger (create, copy, rename) to fire at the next start.
+APPLY_TEMPLATE = "volatile.apply_template"
 #: Physical memory, for ``limits.memory`` given as a percentage.
 _MEM_TOTAL_KEY = "MemTotal:"
 

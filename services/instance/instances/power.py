@@ -8,6 +8,7 @@ recorded power state is what ``boot.autostart`` and the start-up reconcile go by
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from schemas import events, subjects
@@ -16,17 +17,22 @@ from schemas.catalog import OperationResult
 from schemas.envelope import utcnow
 from schemas.errors import BadRequest
 from schemas.messages import RequestMeta
+from schemas.storage import MountedVolume
 from services.common.endpoints import EndpointGroup
 from services.common.operations import RunningOperation, lxd_time
 from services.instance.drivers.spec import Status
 from services.instance.instances import aggregate as agg
+from services.instance.instances import config as cfg
 from services.instance.instances import nics
 from services.instance.instances.commands import InstanceCommands, resources
 from services.instance.instances.context import Instances
 from services.instance.instances.state import InstanceState
+from services.instance.instances.templates import TemplateRenderer
 
 #: Seconds a clean shutdown gets when the request names no timeout, before the kill.
 DEFAULT_STOP_TIMEOUT = 30.0
+#: The events of a start that ran the templates (a resume does not).
+_STARTS = frozenset({events.INSTANCE_STARTED, events.INSTANCE_RESTARTED})
 _DESCRIPTIONS = {
     "start": "Starting instance",
     "stop": "Stopping instance",
@@ -42,6 +48,7 @@ class PowerHandlers:
     def __init__(self, instances: Instances, commands: InstanceCommands) -> None:
         self.i = instances
         self.commands = commands
+        self.templates = TemplateRenderer(instances)
 
     def register(self, group: EndpointGroup) -> None:
         subject = subjects.instance_node(subjects.INSTANCE_STATE_PUT, self.i.node)
@@ -117,19 +124,28 @@ class PowerHandlers:
         return await self.record(state, events.INSTANCE_RESUMED, meta)
 
     async def start(self, state: InstanceState) -> None:
-        """Mount the volume (a host reboot unmounts it) and start; network nics are plugged
-        meanwhile and the definition gets the bridges plugging named."""
+        """Mount the volume (a host reboot unmounts it), render the image templates this
+        start fires, and start; network nics are plugged meanwhile and the definition gets
+        the bridges plugging named."""
         i = self.i
+
+        async def prepare() -> MountedVolume:
+            mounted = await i.mount(state)
+            await self.templates.apply_at_start(state, Path(mounted.path))
+            return mounted
+
         if not nics.networks(i.nics(state)):
-            await i.mount(state)
+            await prepare()
             await i.driver.start(state.host_name)
             return
-        mounted, plugged = await asyncio.gather(i.mount(state), i.plug(state))
+        mounted, plugged = await asyncio.gather(prepare(), i.plug(state))
         await i.driver.update(i.spec(state, mounted, plugged))
         await i.driver.start(state.host_name)
 
     async def record(self, state: InstanceState, event_type: str, meta: RequestMeta) -> None:
         project = self.i.project_name(state)
         used = lxd_time(utcnow()) if event_type in agg.POWER_OF_EVENT else None
-        command = agg.RecordPower(project, event_type, used, meta=self.i.meta(meta))
+        # A start rendered the pending template trigger: it is no longer pending.
+        unset = (cfg.APPLY_TEMPLATE,) if event_type in _STARTS else ()
+        command = agg.RecordPower(project, event_type, used, unset=unset, meta=self.i.meta(meta))
         await self.i.decide(state.id, command)
