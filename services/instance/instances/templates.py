@@ -114,6 +114,10 @@ class TemplateRenderer:
 
     async def apply_at_start(self, state: InstanceState, rootfs: Path) -> None:
         """Render what this start fires into the mounted root filesystem ``rootfs``."""
+        # As the log has it now: a rename or config change may have come since the caller
+        # read ``state`` (they hold the instance's lock, as this start does now).
+        current = self.i.projection.instances.by_id.get(state.id)
+        state = current if current is not None and not current.deleted else state
         templates = await self.image_templates(state)
         todo = jobs(templates, triggers_at_start(state.config))
         if todo:
