@@ -139,8 +139,8 @@ def test_debian_image_is_valid(tmp_path: Path) -> None:
     unpack_image(tmp_path / "image", result["path"])
     rootfs = tmp_path / "image/rootfs"
     assert (rootfs / "sbin/init").is_file()
-    # Not the build host's name, nor a fixed one that init would put in place of the instance's.
-    assert not (rootfs / "etc/hostname").exists()
+    # Not the build host's name: a placeholder the hostname template replaces at first start.
+    assert (rootfs / "etc/hostname").read_text() == "LXC_NAME\n"
     assert "pf::powerwait:/sbin/shutdown -t1 -a -h now" in (rootfs / "etc/inittab").read_text()
     assert "iface eth0 inet dhcp" in (rootfs / "etc/network/interfaces").read_text()
     assert list((rootfs / "dev").iterdir()) == []

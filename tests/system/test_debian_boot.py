@@ -172,7 +172,9 @@ def test_debian_boots_to_its_init_and_services(
         assert "INIT: Entering runlevel: 2" in console, console[-3000:]
         # ifupdown's dhclient got an address from the default network's dnsmasq.
         wait_for(lambda: ipv4_of(warren, name), 15, f"{name} holding a DHCP address", 0.1)
-        # The instance's name, not one fixed in the image (sysvinit's hostname.sh would set it).
+        # The instance's name: the image's template rendered it into /etc/hostname, from
+        # which sysvinit's hostname.sh sets it.
+        assert in_container(warren, name, "cat", "/etc/hostname") == f"{name}\n"
         assert in_container(warren, name, "hostname").strip() == name
         assert in_container(warren, name, "id", "-u").strip() == "0"
 

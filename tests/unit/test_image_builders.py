@@ -97,8 +97,8 @@ def test_container_ready(tmp_path: Path) -> None:
     (tmp_path / "var/lib/apt/lists/x_Packages").write_text("")
     (tmp_path / "var/lib/apt/lists/lock").write_text("")
     _container_ready(tmp_path)
-    # No fixed host name: sysvinit's hostname.sh would replace the instance's name with it.
-    assert not (tmp_path / "etc/hostname").exists()
+    # Not the build host's name: a placeholder the hostname template replaces.
+    assert (tmp_path / "etc/hostname").read_text() == "LXC_NAME\n"
     assert (tmp_path / "etc/resolv.conf").read_text() == ""
     assert "iface eth0 inet dhcp" in (tmp_path / "etc/network/interfaces").read_text()
     lines = (tmp_path / "etc/inittab").read_text().splitlines()

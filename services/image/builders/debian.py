@@ -3,8 +3,8 @@
 An init is included (``sysvinit-core``: light, and needs no systemd support from the host),
 with ``ifupdown`` + ``isc-dhcp-client`` so ``eth0`` comes up by DHCP, and ``procps`` (``ps``).
 The tree is then made container-ready (no getty on virtual consoles, SIGPWR halts cleanly as
-LXC expects, no host ``resolv.conf`` or ``hostname``: the container keeps the instance name
-LXC gives it, no package caches) and packed into a unified tarball;
+LXC expects, no host ``resolv.conf``, a placeholder ``hostname`` that the image's template
+replaces with the instance name, no package caches) and packed into a unified tarball;
 device nodes under ``/dev`` are left out (the container runtime populates ``/dev``). The
 staging directory is removed afterwards, after unmounting anything debootstrap left mounted in
 it on failure.
@@ -36,6 +36,8 @@ INCLUDE = ("sysvinit-core", "ifupdown", "isc-dhcp-client", "iproute2", "netbase"
 RELEASES = {"bookworm": "12", "trixie": "13", "bullseye": "11"}
 SKIP_CONTENT = ("proc", "sys", "dev", "run", "tmp", "var/cache/apt/archives", "var/lib/apt/lists")
 
+#: /etc/hostname in the image, until the instance's first start renders its name there.
+HOSTNAME_PLACEHOLDER = "LXC_NAME\n"
 INTERFACES = """\
 auto lo
 iface lo inet loopback
@@ -99,11 +101,10 @@ def _unmount_under(root: Path) -> None:
 
 def _container_ready(rootfs: Path) -> None:
     """Adjust the debootstrapped tree for life as a system container."""
-    # No /etc/hostname (debootstrap copied the host's): sysvinit's hostname.sh sets the kernel
-    # host name from that file when it exists, which would replace the instance name LXC gives
-    # the container (lxc.uts.name) with a fixed one. The image's create/copy template writes
-    # the file with the instance name where templates are rendered.
-    (rootfs / "etc/hostname").unlink(missing_ok=True)
+    # Not the build host's name (debootstrap copied it): a placeholder, as distrobuilder's
+    # images have, that the image's hostname template replaces with the instance name at the
+    # first start (sysvinit's hostname.sh then sets the kernel host name from it).
+    (rootfs / "etc/hostname").write_text(HOSTNAME_PLACEHOLDER)
     (rootfs / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost\n")
     (rootfs / "etc/resolv.conf").unlink(missing_ok=True)  # the host's: DHCP writes the real one
     (rootfs / "etc/resolv.conf").write_text("")
