@@ -508,7 +508,9 @@ def test_info_and_log(target: Any, containers: Containers) -> None:
         assert 300_000 <= usage < 2_000_000
         pool = instance(target, name)["expanded_devices"]["root"]["pool"]
         volume = metadata(target, f"/1.0/storage-pools/{pool}/volumes/container/{name}/state")
-        assert volume == {"usage": {"used": usage, "total": 0}}
+        # The container keeps writing a little (its DHCP lease, logs) between the two reads.
+        assert volume["usage"]["total"] == 0
+        assert abs(volume["usage"]["used"] - usage) < 100_000, (volume, usage)
 
     with_log = lxc_ok(target, "info", "--show-log", name)
     assert f"Name: {name}" in with_log
