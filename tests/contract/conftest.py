@@ -7,6 +7,7 @@
   restarts the backend, and reports leftovers (temporary files, temporary objects, unfinished
   multipart uploads).
 - ``blobs``: a store made by ``blob_backend``, closed at the end of the test.
+- ``pool`` (function, parametrized over the storage drivers): a fresh storage pool.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import pytest
 from blob_fixtures import BlobBackend
 from s3server import SeaweedS3
 from stack import short_tempdir
+from storage_fixtures import force_cleanup, new_pool
 
 from services.common.blobs import BlobStore
+from services.storage.drivers import DRIVERS, StorageDriver
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +54,16 @@ async def blobs(blob_backend: BlobBackend) -> AsyncIterator[BlobStore]:
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+async def pool(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageDriver]:
+    """A fresh storage pool of each driver in its own WARREN_DIR; every host object goes
+    afterwards."""
+    warren_dir = tmp_path / "warren"
+    driver = new_pool(request.param, warren_dir)
+    try:
+        config = await driver.create()
+        yield type(driver)(driver.pool, config, warren_dir)
+    finally:
+        force_cleanup(warren_dir)

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,18 +29,6 @@ from services.storage.drivers import DRIVERS, StorageDriver
 from services.storage.idmap import IdMap
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="storage drivers need root")
-
-
-@pytest.fixture(params=sorted(DRIVERS))
-async def pool(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageDriver]:
-    """A fresh pool of each driver in its own WARREN_DIR; every host object goes afterwards."""
-    warren_dir = tmp_path / "warren"
-    driver = new_pool(request.param, warren_dir)
-    try:
-        config = await driver.create()
-        yield type(driver)(driver.pool, config, warren_dir)
-    finally:
-        force_cleanup(warren_dir)
 
 
 @pytest.fixture

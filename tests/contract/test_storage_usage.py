@@ -9,29 +9,16 @@ setup a driver still reports a figure that grows.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from storage_fixtures import FINGERPRINT, OWN_USAGE_SETUP, force_cleanup, make_rootfs, new_pool
+from storage_fixtures import FINGERPRINT, OWN_USAGE_SETUP, make_rootfs
 
-from services.storage.drivers import DRIVERS, StorageDriver
+from services.storage.drivers import StorageDriver
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="storage drivers need root")
 
 IMAGE_BYTES = 4 * 2**20  # what the image holds beyond make_rootfs's few files
 WRITTEN = 2**20
-
-
-@pytest.fixture(params=sorted(DRIVERS))
-async def pool(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageDriver]:
-    warren_dir = tmp_path / "warren"
-    driver = new_pool(request.param, warren_dir)
-    try:
-        config = await driver.create()
-        yield type(driver)(driver.pool, config, warren_dir)
-    finally:
-        force_cleanup(warren_dir)
 
 
 async def clones(pool: StorageDriver, *names: str) -> None:
