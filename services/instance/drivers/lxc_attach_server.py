@@ -176,26 +176,23 @@ class Placement:
         before the move (still where this helper is: found by their pid namespace)."""
         try:
             pidns = os.stat(f"/proc/{init_pid}/ns/pid").st_ino
-            moved = _move(pid, unified)
+            _move(pid, unified)
             assert self.start_procs is not None
             with open(self.start_procs) as fh:
                 stragglers = [int(p) for p in fh.read().split() if int(p) != pid]
+            # Even when the command has ended already: what it forked may still run.
             for other in stragglers:
                 with contextlib.suppress(OSError):
-                    if moved and os.stat(f"/proc/{other}/ns/pid").st_ino == pidns:
+                    if os.stat(f"/proc/{other}/ns/pid").st_ino == pidns:
                         _move(other, unified)
         except OSError as exc:
             print(f"attach helper: cannot move {pid} into {unified}: {exc}", file=sys.stderr)
 
 
-def _move(pid: int, procs: str) -> bool:
-    """Write ``pid`` into ``procs``; False if it has already ended."""
-    try:
-        with open(procs, "w") as fh:
-            fh.write(str(pid))
-    except ProcessLookupError:
-        return False
-    return True
+def _move(pid: int, procs: str) -> None:
+    """Write ``pid`` into ``procs`` (nothing to do once it has ended)."""
+    with contextlib.suppress(ProcessLookupError), open(procs, "w") as fh:
+        fh.write(str(pid))
 
 
 def _die_with_parent() -> None:
