@@ -29,7 +29,7 @@ from typing import IO
 from pydantic import BaseModel
 
 from services.common.supervisor_nats import NatsPlan, ensure_stream
-from services.common.supervisor_proc import Child, Probe
+from services.common.supervisor_proc import Child, Probe, project_pythonpath
 from services.common.supervisor_table import (
     ServiceSpec,
     gateway_socket,
@@ -168,10 +168,7 @@ class Supervisor:
         )
         if sock is not None:
             env["WARREN_SOCKET"] = str(sock)
-        # The children import the project from the same tree as the supervisor.
-        root = str(Path(__file__).resolve().parents[2])
-        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in paths if p != root]])
+        env["PYTHONPATH"] = project_pythonpath(env.get("PYTHONPATH", ""))
         return env
 
     def _make_child(self, spec: ServiceSpec, replica: int) -> Child:

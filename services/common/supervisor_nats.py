@@ -17,11 +17,11 @@ import socket
 import sys
 from pathlib import Path
 
+from services.common.supervisor_proc import project_pythonpath
+
 log = logging.getLogger("warren.supervisor")
 
 LISTEN_HOST = "127.0.0.1"
-#: The tree the supervisor runs from (its stream-making process imports from it too).
-_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def nats_server_binary() -> str:
@@ -110,13 +110,12 @@ async def ensure_stream(url: str, timeout: float = 30) -> None:
     """Create the EVENTS stream if it is missing (the services do the same; this is early),
     from a short-lived process: the supervisor itself never imports the NATS client (~10 MiB
     of a process that lives as long as Warren)."""
-    paths = [_PROJECT_ROOT, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
     ensure = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "services.common.supervisor_nats",
         url,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+        env={**os.environ, "PYTHONPATH": project_pythonpath(os.environ.get("PYTHONPATH", ""))},
     )
     try:
         code = await asyncio.wait_for(ensure.wait(), timeout)

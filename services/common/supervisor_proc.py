@@ -34,6 +34,16 @@ BACKOFF_MAX_S = 10.0
 HEALTHY_AFTER_S = 10.0
 
 
+#: The tree the supervisor runs from: every process it starts imports the project from it.
+PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def project_pythonpath(current: str) -> str:
+    """``PYTHONPATH`` for a child: the project's tree first, then ``current``'s others."""
+    paths = [p for p in current.split(os.pathsep) if p and p != PROJECT_ROOT]
+    return os.pathsep.join([PROJECT_ROOT, *paths])
+
+
 def _die_with_parent() -> None:
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
