@@ -382,6 +382,32 @@ async def test_hosts_change_without_restart(lab: Lab) -> None:
     assert str(fixed) in out.split("Name:", 1)[-1], out
 
 
+async def test_set_hosts_changes_only_the_static_hosts(lab: Lab) -> None:
+    spec = await lab.spec(dns_domain="wtest")
+    assert spec.ipv4 is not None
+    await lab.driver.ensure(spec)
+    [pid] = dnsmasq_pids(spec.name)
+    rules = sh("nft", "list", "table", "inet", f"warren_{spec.name}")
+    mac, fixed = "00:16:3e:ee:00:01", spec.ipv4.ip + 88
+    assert await lab.driver.set_hosts(spec.name, (StaticHost(mac, "quick1", fixed),))
+    assert dnsmasq_pids(spec.name) == [pid]
+    assert sh("nft", "list", "table", "inet", f"warren_{spec.name}") == rules
+    ns = lab.client(spec.name, mac)
+    assert lab.dhcp(ns)[0] == str(fixed)
+    assert {le.hwaddr: le.address for le in await lab.driver.leases(spec.name)}[mac] == str(fixed)
+
+    # Removed again: the address is no longer reserved for that nic.
+    assert await lab.driver.set_hosts(spec.name, ())
+    assert mac not in {le.hwaddr for le in await lab.driver.leases(spec.name) if le.type == "static"}
+
+    # Without its bridge up, nothing is done and the caller is told to ensure instead.
+    sh("ip", "link", "set", spec.name, "down")
+    assert not await lab.driver.set_hosts(spec.name, (StaticHost(mac, "quick1", fixed),))
+    assert mac not in {le.hwaddr for le in await lab.driver.leases(spec.name) if le.type == "static"}
+    sh("ip", "link", "del", spec.name)
+    assert not await lab.driver.set_hosts(spec.name, ())
+
+
 async def test_ipv6(lab: Lab) -> None:
     prefix = uuid.uuid4().hex[:12]
     ipv6 = IPv6Interface(f"fd42:{prefix[:4]}:{prefix[4:8]}:{prefix[8:]}::1/64")

@@ -115,6 +115,12 @@ class NetworkDriver(ABC):
         if it is dead or its configuration changed; reload it when only hosts changed)."""
 
     @abstractmethod
+    async def set_hosts(self, name: str, hosts: tuple[StaticHost, ...]) -> bool:
+        """Give the running network ``name`` exactly ``hosts`` as its static entries, the rest
+        as the last :meth:`ensure` left it; False, with nothing done, when its bridge is not
+        up (the caller ensures the whole network instead)."""
+
+    @abstractmethod
     async def remove(self, name: str) -> None:
         """Remove the bridge, its rules, its dnsmasq and files completely (idempotent)."""
 

@@ -21,6 +21,7 @@ from services.network.drivers.base import (
     InterfaceState,
     Lease,
     NetworkDriver,
+    StaticHost,
 )
 from services.network.drivers.dnsmasq import Dnsmasq
 from services.network.drivers.errors import DriverError
@@ -62,6 +63,16 @@ class BridgeDriver(NetworkDriver):
             await self._run(nft.apply, spec)
             await self._run(dnsmasq.ensure, spec)
             revert.success()
+
+    async def set_hosts(self, name: str, hosts: tuple[StaticHost, ...]) -> bool:
+        return await self._run(self._set_hosts, name, hosts)
+
+    def _set_hosts(self, name: str, hosts: tuple[StaticHost, ...]) -> bool:
+        # dnsmasq watches its hosts directory: writing the files is the whole change.
+        if not netlink.is_up(name):
+            return False
+        self._dnsmasq(name).write_hosts(hosts)
+        return True
 
     async def remove(self, name: str) -> None:
         await self._run(self._remove, name)

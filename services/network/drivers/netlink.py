@@ -10,6 +10,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
+from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -41,6 +42,15 @@ def _index(ipr: IPRoute, name: str) -> int | None:
 def exists(name: str) -> bool:
     with _ipr(f"looking up {name}") as ipr:
         return _index(ipr, name) is not None
+
+
+def is_up(name: str) -> bool:
+    """Whether the link exists and is administratively up (one sysfs read, no link dump)."""
+    try:
+        flags = int(Path(f"/sys/class/net/{name}/flags").read_text(), 16)
+    except (OSError, ValueError):
+        return False
+    return bool(flags & _IFF_UP)
 
 
 def ensure_bridge(name: str, mtu: int | None) -> bool:

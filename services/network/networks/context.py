@@ -48,7 +48,7 @@ class Networks:
         return state
 
     async def view(self, state: NetworkState) -> dict[str, Any]:
-        healthy = await self.host.driver.healthy(state.name)
+        healthy = await self.host.healthy(state.name)
         status = "Created" if healthy else "Unavailable"
         return network_dict(state, status, self.projection.used_by(state))
 

@@ -147,7 +147,7 @@ class NetworkHandlers:
             assert state is not None
             await self.n.names.release(self.n.node, body.name, old.id, event_meta(cmd_meta))
             # The bridge is named after the network: the old one goes, the new one comes.
-            await self.n.host.driver.remove(body.name)
+            await self.n.host.remove(body.name)
             await self.n.host.apply(state)
         return await self.n.result(state), seq
 
@@ -163,7 +163,7 @@ class NetworkHandlers:
                 return agg.Delete(tuple(self.n.projection.used_by(current)), cmd_meta)
 
             _, seq = await self.n.decide(body.name, command)
-            await self.n.host.driver.remove(state.name)
+            await self.n.host.remove(state.name)
         await self.n.names.release(self.n.node, state.name, state.id, event_meta(cmd_meta))
         return None, seq
 
@@ -216,7 +216,7 @@ async def create_network(n: Networks, command: agg.Create) -> tuple[int, Any]:
             lambda: n.names.release(n.node, command.name, command.id, event_meta(command.meta))
         )
         state = agg.from_event(events[-1])
-        revert.add(lambda: n.host.driver.remove(command.name))
+        revert.add(lambda: n.host.remove(command.name))
         await n.host.apply(state)
         seq = await n.store.append(events, expected_seq=0)
         revert.success()

@@ -2,7 +2,8 @@
 
 Each nic's hwaddr, its instance's name (its DNS name) and its fixed address, if any, are
 recorded on the network (so a restarted host gets them back from the log), then given to
-dnsmasq. A plug that changes nothing appends nothing, so starting an instance again is free.
+dnsmasq (its hosts files: nothing else on the host changes). A plug that changes nothing
+appends nothing, so starting an instance again is cheap.
 """
 
 from __future__ import annotations
@@ -40,19 +41,19 @@ class NicHandlers:
                 body.network, lambda _s: agg.Plug(hwaddr, nic, self.n.meta(meta))
             )
             assert state is not None
-            if state != before or not await self.n.host.driver.healthy(state.name):
-                await self.n.host.apply(state)
+            await self.n.host.apply_hosts(before, state)
         mtu = state.config.get("bridge.mtu")
         return wire.NicPlugged(bridge=state.name, mtu=int(mtu) if mtu else None).model_dump(), seq
 
     async def unplug(self, body: wire.NicUnplug, meta: RequestMeta) -> tuple[Any, int]:
         async with self.n.host.lock(body.network):
+            before = self.n.find(body.network)  # what the host has: changes apply under the lock
             try:
                 state, seq = await self.n.decide(
                     body.network, lambda _s: agg.Unplug(body.hwaddr.lower(), self.n.meta(meta))
                 )
             except NotFound:
                 return None, await self.n.fresh()  # the network went first: nothing to do
-            if state is not None:
-                await self.n.host.apply(state)
+            if state is not None and before is not None:
+                await self.n.host.apply_hosts(before, state)
         return None, seq
