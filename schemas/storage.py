@@ -51,7 +51,8 @@ class VolumeQuery(BaseModel):
 #   afterwards (fetched from the blob store and unpacked once; concurrent asks share the
 #   work); reply :class:`ImageVolumeReady`;
 # - ``instance-volume-create`` (:class:`InstanceVolumeCreate`): a copy-on-write clone of the
-#   image volume named ``name`` (the instance's host name); ``None``. Conflict if it exists;
+#   image volume named ``name`` (the instance's host name); ``None``, or with ``mount`` the
+#   clone mounted and its :class:`MountedVolume`. Conflict if it exists;
 # - ``instance-volume-mount`` (:class:`InstanceVolumeRef`): mounted (idempotent); reply
 #   :class:`MountedVolume`;
 # - ``instance-volume-unmount`` / ``instance-volume-delete`` (:class:`InstanceVolumeRef`):
@@ -92,6 +93,8 @@ class InstanceVolumeCreate(BaseModel):
     fingerprint: str
     #: None: privileged (the clone is not shifted).
     idmap: VolumeIdMap | None = None
+    #: Mount the clone too, and reply its :class:`MountedVolume`.
+    mount: bool = False
 
 
 class InstanceVolumeList(BaseModel):

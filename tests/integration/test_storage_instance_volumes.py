@@ -32,6 +32,7 @@ from services.common.runtime import ServiceRuntime
 from services.common.settings import Settings
 from services.image.builders.busybox import build_busybox
 from services.storage import mounts
+from services.storage.drivers.dir import DirDriver
 from services.storage.pools import image_volumes
 from services.storage.pools.handlers import Pools
 from services.storage.service import NAME, setup
@@ -257,6 +258,25 @@ async def test_instance_volume_lifecycle_unprivileged(node, image):
     await node.unmount("c1")  # a missing volume is fine
     with pytest.raises(NotFound, match="container/c1 not found"):
         await node.mount("c1")
+
+
+async def test_create_can_mount_and_leaves_nothing_when_the_mount_fails(node, image, monkeypatch):
+    verb = subjects.STORAGE_INSTANCE_VOLUME_CREATE
+    got = await node.call(verb, pool="default", name="m1", fingerprint=image, mount=True)
+    mounted = wire.MountedVolume.model_validate(got)
+    assert mounted == await node.mount("m1")
+    assert mounts.is_mount(Path(mounted.path))
+    assert (Path(mounted.path) / "bin" / "busybox").is_file()
+    await node.delete("m1")
+
+    def refuse(*_args: Any) -> None:
+        raise OSError("mount refused for the test")
+
+    monkeypatch.setattr(DirDriver, "_mount", refuse)
+    with pytest.raises(WarrenError, match="mount refused"):
+        await node.call(verb, pool="default", name="m2", fingerprint=image, mount=True)
+    assert node.leftovers() == {"images": [image], "containers": [], "downloads": []}
+    assert mounts.mounts_under(node.pool_root()) == []
 
 
 async def test_privileged_volume_is_not_shifted(node, image):

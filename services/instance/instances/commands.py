@@ -161,11 +161,9 @@ class InstanceCommands:
 
     async def _provision(self, state: InstanceState, project: str, cmd_meta: Any) -> None:
         i = self.i
-        expanded = i.expanded(state)
         async with i.lock(state.id), Reverter() as revert:
-            await i.peers.create_volume(state.pool, state.host_name, state.image, i.idmap(expanded))
+            mounted = await i.create_volume(state)
             revert.add(lambda: i.peers.delete_volume(state.pool, state.host_name))
-            mounted = await i.mount(state)
             await i.driver.create(i.spec(state, mounted))
             revert.add(lambda: i.driver.delete(state.host_name))
             await i.decide(state.id, agg.Create(state, project, meta=cmd_meta))

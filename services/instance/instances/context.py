@@ -216,6 +216,13 @@ class Instances:
         self._rootfs[state.host_name] = mounted.path
         return mounted
 
+    async def create_volume(self, state: InstanceState) -> MountedVolume:
+        """Clone the instance's volume from its image, mounted."""
+        idmap = self.idmap(self.expanded(state))
+        mounted = await self.peers.create_volume(state.pool, state.host_name, state.image, idmap)
+        self._rootfs[state.host_name] = mounted.path
+        return mounted
+
     def state_dir(self, state: InstanceState) -> Path:
         return self.state_root / state.host_name
 

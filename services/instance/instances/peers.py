@@ -66,13 +66,15 @@ class Peers:
 
     async def create_volume(
         self, pool: str, name: str, fingerprint: str, idmap: storage_wire.VolumeIdMap | None
-    ) -> None:
+    ) -> storage_wire.MountedVolume:
+        """Clone the instance's volume from its image and mount it."""
         body = storage_wire.InstanceVolumeCreate(
-            pool=pool, name=name, fingerprint=fingerprint, idmap=idmap
+            pool=pool, name=name, fingerprint=fingerprint, idmap=idmap, mount=True
         )
-        await self._storage(
+        result = await self._storage(
             subjects.STORAGE_INSTANCE_VOLUME_CREATE, body, timeout=IMAGE_VOLUME_TIMEOUT
         )
+        return storage_wire.MountedVolume.model_validate(result)
 
     async def mount_volume(self, pool: str, name: str) -> storage_wire.MountedVolume:
         ref = storage_wire.InstanceVolumeRef(pool=pool, name=name)

@@ -74,9 +74,9 @@ async def _repair(i: Instances, commands: InstanceCommands, state: InstanceState
             volumes = await i.peers.instance_volumes(state.pool)
             if state.host_name not in volumes:
                 log.warning("instance %s: volume missing, cloning it again", state.name)
-                idmap = i.idmap(i.expanded(state))
-                await i.peers.create_volume(state.pool, state.host_name, state.image, idmap)
-            mounted = await i.mount(state)
+                mounted = await i.create_volume(state)
+            else:
+                mounted = await i.mount(state)
             log.warning("instance %s: definition missing on the host, recreated", state.name)
             await i.driver.create(i.spec(state, mounted))
             return

@@ -228,6 +228,10 @@ class StorageDriver(ABC):
         """Clone an instance volume from an image volume; ``idmap`` None means privileged."""
 
     @abstractmethod
+    async def has_instance_volume(self, name: str) -> bool:
+        """Whether an instance volume of that name exists, whole or half-made."""
+
+    @abstractmethod
     async def mount_instance_volume(self, name: str) -> Path:
         """Mount an instance volume (idempotent); return the rootfs path to give LXC."""
 

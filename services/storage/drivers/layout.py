@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import shutil
 import stat
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from schemas.errors import BadRequest, Conflict, NotFound
@@ -39,6 +40,8 @@ from services.storage.drivers.base import (
 from services.storage.idmap import IdMap
 
 TMP_PREFIX = ".tmp-"
+
+log = logging.getLogger(__name__)
 
 
 def tree_bytes(path: Path) -> int:
@@ -221,14 +224,26 @@ class LayoutDriver(StorageDriver):
         volume, record = self.volume_dir(name), self._record(name)
         image = self.image_dir(fingerprint)
         data = {"image": fingerprint, "idmap": [idmap.host_base, idmap.count] if idmap else None}
-        async with self._lock(f"container/{name}"), Reverter() as revert:
-            await host(self._absent_volume, name)
-            await host(self._present_image, image)
-            revert.add(lambda: host(self._remove_instance_dir, volume))
-            await host(self._clone, image, volume, idmap)
+        def check() -> None:
+            self._absent_volume(name)
+            self._present_image(image)
+
+        def make() -> None:
+            self._clone(image, volume, idmap)
             # The record is the commit point: without it the directory counts as half-made.
-            await host(_write_atomic, record, json.dumps(data))
+            _write_atomic(record, json.dumps(data))
+
+        async with self._lock(f"container/{name}"), Reverter() as revert:
+            await host(check)
+            revert.add(lambda: host(self._remove_instance_dir, volume))
+            await host(make)
             revert.success()
+
+    async def has_instance_volume(self, name: str) -> bool:
+        def present() -> bool:
+            return self.volume_dir(name).exists() or self._record(name).exists()
+
+        return await host(present)
 
     def _volume_args(self, name: str) -> tuple[Path, Path, IdMap | None]:
         data = self._read_record(name)
@@ -236,15 +251,19 @@ class LayoutDriver(StorageDriver):
         return self.image_dir(data["image"]), self.volume_dir(name), idmap
 
     async def mount_instance_volume(self, name: str) -> Path:
-        async with self._lock(f"container/{name}"):
-            image, volume, idmap = await host(self._volume_args, name)
+        def mount() -> Path:
+            image, volume, idmap = self._volume_args(name)
             rootfs = volume / "rootfs"
-            if not await host(mounts.is_mount, rootfs):
-                async with Reverter() as revert:
-                    revert.add(lambda: host(mounts.umount_all, volume))
-                    await host(self._mount, image, volume, idmap)
-                    revert.success()
+            if not mounts.is_mount(rootfs):
+                try:
+                    self._mount(image, volume, idmap)
+                except BaseException:
+                    _quietly(mounts.umount_all, volume)  # no half mount stays behind
+                    raise
             return rootfs
+
+        async with self._lock(f"container/{name}"):
+            return await host(mount)
 
     async def unmount_instance_volume(self, name: str) -> None:
         async with self._lock(f"container/{name}"):
@@ -332,6 +351,13 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _quietly(undo: Callable[[Path], None], path: Path) -> None:
+    try:
+        undo(path)
+    except OSError:
+        log.exception("undo step on %s failed", path)
 
 
 def remove_tree(path: Path) -> None:

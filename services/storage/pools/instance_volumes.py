@@ -5,7 +5,8 @@
 - ``image-volume-ensure``: the image's volume is in the pool afterwards (unpacked from the
   blob store once, see :mod:`.image_volumes`); reply ``ImageVolumeReady``;
 - ``instance-volume-create``: the image volume is ensured, then a copy-on-write clone named
-  after the instance is made (``Conflict`` if it exists); ``None``;
+  after the instance is made (``Conflict`` if it exists); ``None``, or with ``mount`` the
+  clone mounted and the ``MountedVolume`` (a create needs it next: one round trip, not two);
 - ``instance-volume-mount``: mounted (idempotent), reply ``MountedVolume``; ``NotFound`` for
   an unknown volume;
 - ``instance-volume-unmount`` / ``instance-volume-delete``: ``None``, idempotent (a volume
@@ -25,6 +26,7 @@ same volume are serialised by the driver's per-volume locks, ensures of the same
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from schemas import storage as wire
@@ -32,6 +34,7 @@ from schemas import subjects
 from schemas.errors import Conflict, NotFound
 from schemas.messages import RequestMeta
 from services.common.endpoints import EndpointGroup
+from services.common.revert import Reverter
 from services.storage.drivers import StorageDriver
 from services.storage.drivers.base import check_fingerprint, check_volume_name, host
 from services.storage.idmap import IdMap
@@ -90,21 +93,31 @@ class InstanceVolumeHandlers:
         check_fingerprint(body.fingerprint)
         state, driver, seq = await self._pool(body.pool)
         # Refused before any unpack (the driver checks again, under its volume lock).
-        if any(v.type == "container" and v.name == body.name for v in await driver.list_volumes()):
+        if await driver.has_instance_volume(body.name):
             raise Conflict(
                 f"Storage volume container/{body.name} already exists in pool {state.name}"
             )
         await self.images.ensure(state.id, driver, body.fingerprint)
         idmap = IdMap(body.idmap.host_base, body.idmap.count) if body.idmap else None
         await driver.create_instance_volume(body.name, body.fingerprint, idmap)
-        return None, seq
+        if not body.mount:
+            return None, seq
+        async with Reverter() as revert:
+            # A clone whose mount failed is removed: the caller was told the create failed.
+            revert.add(lambda: driver.delete_instance_volume(body.name))
+            rootfs = await driver.mount_instance_volume(body.name)
+            revert.success()
+        return self._mounted(driver, rootfs), seq
 
     async def mount(self, body: wire.InstanceVolumeRef, meta: RequestMeta) -> tuple[Any, int]:
         check_volume_name(body.name)
         _, driver, seq = await self._pool(body.pool)
-        path = await driver.mount_instance_volume(body.name)
+        return self._mounted(driver, await driver.mount_instance_volume(body.name)), seq
+
+    @staticmethod
+    def _mounted(driver: StorageDriver, rootfs: Path) -> dict[str, Any]:
         shift = driver.capabilities.rootfs_shift
-        return wire.MountedVolume(path=str(path), rootfs_shift=shift).model_dump(), seq
+        return wire.MountedVolume(path=str(rootfs), rootfs_shift=shift).model_dump()
 
     async def unmount(self, body: wire.InstanceVolumeRef, meta: RequestMeta) -> tuple[Any, int]:
         check_volume_name(body.name)
