@@ -382,6 +382,10 @@ async def test_hosts_change_without_restart(lab: Lab) -> None:
     assert str(fixed) in out.split("Name:", 1)[-1], out
 
 
+async def static_hwaddrs(lab: Lab, network: str) -> set[str]:
+    return {le.hwaddr for le in await lab.driver.leases(network) if le.type == "static"}
+
+
 async def test_set_hosts_changes_only_the_static_hosts(lab: Lab) -> None:
     spec = await lab.spec(dns_domain="wtest")
     assert spec.ipv4 is not None
@@ -398,12 +402,12 @@ async def test_set_hosts_changes_only_the_static_hosts(lab: Lab) -> None:
 
     # Removed again: the address is no longer reserved for that nic.
     assert await lab.driver.set_hosts(spec.name, ())
-    assert mac not in {le.hwaddr for le in await lab.driver.leases(spec.name) if le.type == "static"}
+    assert mac not in await static_hwaddrs(lab, spec.name)
 
     # Without its bridge up, nothing is done and the caller is told to ensure instead.
     sh("ip", "link", "set", spec.name, "down")
     assert not await lab.driver.set_hosts(spec.name, (StaticHost(mac, "quick1", fixed),))
-    assert mac not in {le.hwaddr for le in await lab.driver.leases(spec.name) if le.type == "static"}
+    assert mac not in await static_hwaddrs(lab, spec.name)
     sh("ip", "link", "del", spec.name)
     assert not await lab.driver.set_hosts(spec.name, ())
 
