@@ -175,8 +175,11 @@ class LayoutDriver(StorageDriver):
         if not path.is_dir():
             raise NotFound(f"Storage volume image/{path.name} not found in pool {self.pool}")
 
+    def _volume_present(self, name: str) -> bool:
+        return self.volume_dir(name).exists() or self._record(name).exists()
+
     def _absent_volume(self, name: str) -> None:
-        if self.volume_dir(name).exists() or self._record(name).exists():
+        if self._volume_present(name):
             raise Conflict(f"Storage volume container/{name} already exists in pool {self.pool}")
 
     def _lock(self, key: str) -> asyncio.Lock:
@@ -224,6 +227,7 @@ class LayoutDriver(StorageDriver):
         volume, record = self.volume_dir(name), self._record(name)
         image = self.image_dir(fingerprint)
         data = {"image": fingerprint, "idmap": [idmap.host_base, idmap.count] if idmap else None}
+
         def check() -> None:
             self._absent_volume(name)
             self._present_image(image)
@@ -240,10 +244,7 @@ class LayoutDriver(StorageDriver):
             revert.success()
 
     async def has_instance_volume(self, name: str) -> bool:
-        def present() -> bool:
-            return self.volume_dir(name).exists() or self._record(name).exists()
-
-        return await host(present)
+        return await host(self._volume_present, name)
 
     def _volume_args(self, name: str) -> tuple[Path, Path, IdMap | None]:
         data = self._read_record(name)
