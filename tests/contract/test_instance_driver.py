@@ -8,6 +8,7 @@ thaws, kills and deletes every instance a test created, even when the test faile
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import shutil
@@ -305,6 +306,19 @@ def proc_file(pid: int, name: str) -> str:
     return Path(f"/proc/{pid}/{name}").read_text()
 
 
+def pid_of_command(command: str) -> int:
+    """The one host process whose command line is ``command``."""
+    argv = command.encode().split()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "cmdline").read_bytes().split(b"\0")[:-1] == argv:
+                    found.append(int(entry.name))
+    assert len(found) == 1, f"{command!r}: {found}"
+    return found[0]
+
+
 def cgroups_of(pid: int) -> list[str]:
     """The cgroup path of ``pid`` in each hierarchy (as the host sees it)."""
     return [line.split(":", 2)[2] for line in proc_file(pid, "cgroup").splitlines()]
@@ -328,10 +342,15 @@ async def test_spawned_commands_run_in_the_instances_cgroups(host: Host):
         os.close(gate_r)
     os.write(gate_w, GATE_OPEN)
     os.close(gate_w)
+    # A command that ends at once, leaving what it forked behind (a daemon, say); spawned
+    # once the others are settled, so that no move made for them sweeps up after it.
+    await asyncio.sleep(0.3)
+    detaching = await driver.spawn(spec.name, ExecRequest(command=["sh", "-c", "sleep 603 &"]))
     try:
+        assert await asyncio.wait_for(detaching.wait(), HANG_GUARD) == 0
         await asyncio.sleep(0.3)  # the gated one has exec'd by now
         children = proc_file(forking.pid, f"task/{forking.pid}/children").split()
-        for pid in (plain.pid, gated.pid, int(children[0])):
+        for pid in (plain.pid, gated.pid, int(children[0]), pid_of_command("sleep 603")):
             assert proc_file(pid, "comm").strip() == "sleep"
             assert all(path.startswith(payload) for path in cgroups_of(pid)), cgroups_of(pid)
             procs = payload_cgroup(spec.name, "pids") / "cgroup.procs"

@@ -19,7 +19,8 @@ The attached command joins the container's cgroup v1 hierarchies itself (see
 attach returns, and the first such write waits for an RCU grace period (~8 ms here, often far
 more under load), while a single-threaded process writing ``0`` to a v1 ``tasks`` file does
 not take the lock that needs it. On a host whose cgroup2 hierarchy has no controllers (only
-process tracking, as here) the helper moves it there afterwards, off the exec's path.
+process tracking, as here) the helper moves it there once it has run ``FOLLOW_AFTER``: the
+move holds up the command's exit for a grace period, so a short command is never moved.
 
 It exits when the socket closes (the driver is gone) and dies with its parent.
 """
@@ -32,6 +33,7 @@ import ctypes
 import errno
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -42,6 +44,10 @@ import lxc
 
 _PR_SET_PDEATHSIG = 1
 _MAX_MESSAGE = 1 << 20
+#: How long an attached command may run before it is moved into the cgroup2 payload. The
+#: move waits for an RCU grace period (~8-12 ms) during which the command cannot exit or
+#: fork; a command done sooner (``lxc exec c -- true``) is never moved.
+FOLLOW_AFTER = 0.1
 # spec.GATE_OPEN and spec.GATE_CLOSED_CODE (this file imports only the standard library).
 GATE_OPEN = b"\x01"
 GATE_CLOSED_CODE = 126
@@ -171,12 +177,18 @@ class Placement:
             return None
         return found
 
-    def follow(self, pid: int, init_pid: int, unified: str) -> None:
-        """Move an attached command into the cgroup2 payload, with whatever it forked
-        before the move (still where this helper is: found by their pid namespace)."""
+    def follow(self, pid: int, pidfd: int, init_pid: int, unified: str) -> None:
+        """Once the command has run :data:`FOLLOW_AFTER`, move it into the cgroup2 payload,
+        with whatever it forked before the move (still where this helper is: found by their
+        pid namespace). ``pidfd`` (closed here) tells whether it ended before that."""
+        try:
+            ended = _ends_within(pidfd, FOLLOW_AFTER)
+        finally:
+            os.close(pidfd)
         try:
             pidns = os.stat(f"/proc/{init_pid}/ns/pid").st_ino
-            _move(pid, unified)
+            if not ended:
+                _move(pid, unified)
             assert self.start_procs is not None
             with open(self.start_procs) as fh:
                 stragglers = [int(p) for p in fh.read().split() if int(p) != pid]
@@ -187,6 +199,13 @@ class Placement:
                         _move(other, unified)
         except OSError as exc:
             print(f"attach helper: cannot move {pid} into {unified}: {exc}", file=sys.stderr)
+
+
+def _ends_within(pidfd: int, seconds: float) -> bool:
+    """Whether the process of ``pidfd`` ends within ``seconds`` (its pidfd turns readable)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(seconds * 1000))
 
 
 def _move(pid: int, procs: str) -> None:
@@ -265,8 +284,12 @@ class Server:
             for fd in tasks:
                 os.close(fd)
         if pid > 0 and cgroups is not None and cgroups.unified is not None:
+            # Opened before anyone can reap the child, so it cannot name a reused pid.
+            pidfd = os.pidfd_open(pid)
             threading.Thread(
-                target=self.placement.follow, args=(pid, init_pid, cgroups.unified), daemon=True
+                target=self.placement.follow,
+                args=(pid, pidfd, init_pid, cgroups.unified),
+                daemon=True,
             ).start()
         return pid
 
