@@ -3,7 +3,9 @@
 ``instances.py`` measures one target after the other, so a machine that slows down between
 the two (a shared VM does) skews the comparison; here both daemons run at once, each with
 one busybox container, and the real ``lxc`` client alternates between them, so both see the
-same conditions. Prints p50/p90/p99 of both and the ratio.
+same conditions. Prints p50/p90/p99 of both and the ratio. With ``--solo N`` each side first
+runs N execs on its own, while the other daemon idles: a daemon whose execs alternate with
+another's can lose a few ms to that alone (LXD 5.0.2 here: ~4 ms), so both views are printed.
 
     python ops/bench/exec_ab.py --n 200          # throwaway Warren + throwaway LXD 5.0.2
     python ops/bench/exec_ab.py --warren-socket /var/lib/warren/unix.socket --lxd-socket ...
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=200, help="execs on each target")
     p.add_argument("--warren-socket", help="an existing Warren (default: a throwaway one)")
     p.add_argument("--lxd-socket", help="an existing LXD (default: a throwaway 5.0.2)")
+    p.add_argument("--solo", type=int, default=0, help="first, this many execs on each alone")
     p.add_argument("--cooldown", type=float, default=1.0, help="wait for this load first")
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args(argv)
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="bench-exec-"))
     sides: list[Side] = []
+    solo: dict[str, Any] = {}
     try:
         with (
             warren_target(args.warren_socket) as warren,
@@ -77,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
                     side.exec_once()
                     side.samples.clear()
                 load = wait_for_quiet(args.cooldown)
+                for side in sides if args.solo else ():
+                    for _ in range(args.solo):
+                        side.exec_once()
+                    solo[side.target.label] = summarize(side.samples)
+                    side.samples.clear()
                 print(f"-- {args.n} interleaved execs ({machine_note()})", flush=True)
                 for _ in range(args.n):
                     for side in sides:
@@ -88,11 +97,17 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     figures: dict[str, Any] = {s.target.label: summarize(s.samples) for s in sides}
     figures["load_before"] = load
+    if solo:
+        figures["solo"] = solo
     w, x = figures[sides[0].target.label], figures[sides[1].target.label]
     print(f"{'lxc exec -- true, ms':22} | {'Warren':>8} | {lxd_label():>10}")
     for key in ("p50", "p90", "p99", "mean"):
         print(f"{key:22} | {w[key]:8.1f} | {x[key]:10.1f}")
     print(f"Warren / LXD at p50: {w['p50'] / x['p50']:.2f}")
+    if solo:
+        ws, xs = (solo[s.target.label]["p50"] for s in sides)
+        print(f"{'alone, p50':22} | {ws:8.1f} | {xs:10.1f}")
+        print(f"Warren / LXD at p50, each alone ({args.solo} execs): {ws / xs:.2f}")
     write_json(args.json, figures)
     return 0
 
