@@ -19,7 +19,7 @@ The attached command joins the container's cgroup v1 hierarchies itself (see
 attach returns, and the first such write waits for an RCU grace period (~8 ms here, often far
 more under load), while a single-threaded process writing ``0`` to a v1 ``tasks`` file does
 not take the lock that needs it. On a host whose cgroup2 hierarchy has no controllers (only
-process tracking, as here) the helper moves it there once it has run ``FOLLOW_AFTER``: the
+process tracking, as here) the helper moves it there ``FOLLOW_AFTER`` after the attach: the
 move holds up the command's exit for a grace period, so a short command is never moved.
 
 It exits when the socket closes (the driver is gone) and dies with its parent.
@@ -44,7 +44,7 @@ import lxc
 
 _PR_SET_PDEATHSIG = 1
 _MAX_MESSAGE = 1 << 20
-#: How long an attached command may run before it is moved into the cgroup2 payload. The
+#: How long after its attach a command is moved into the cgroup2 payload (if still on). The
 #: move waits for an RCU grace period (~8-12 ms) during which the command cannot exit or
 #: fork; a command done sooner (``lxc exec c -- true``) is never moved.
 FOLLOW_AFTER = 0.1
@@ -178,7 +178,7 @@ class Placement:
         return found
 
     def follow(self, pid: int, pidfd: int, init_pid: int, unified: str) -> None:
-        """Once the command has run :data:`FOLLOW_AFTER`, move it into the cgroup2 payload,
+        """:data:`FOLLOW_AFTER` after the attach, move the command into the cgroup2 payload,
         with whatever it forked before the move (still where this helper is: found by their
         pid namespace). ``pidfd`` (closed here) tells whether it ended before that."""
         try:
