@@ -81,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
                     side.exec_once()
                     side.samples.clear()
                 load = wait_for_quiet(args.cooldown)
-                for side in sides if args.solo else ():
-                    for _ in range(args.solo):
-                        side.exec_once()
-                    solo[side.target.label] = summarize(side.samples)
-                    side.samples.clear()
+                if args.solo:
+                    for side in sides:
+                        for _ in range(args.solo):
+                            side.exec_once()
+                        solo[side.target.label] = summarize(side.samples)
+                        side.samples.clear()
                 print(f"-- {args.n} interleaved execs ({machine_note()})", flush=True)
                 for _ in range(args.n):
                     for side in sides:
